@@ -1,0 +1,120 @@
+"""Conversions between ComfyUI's data and nst_core's, and parsing of the text inputs.
+
+ComfyUI: IMAGE ``[B, H, W, C]`` float 0..1, MASK ``[B, H, W]`` or ``[H, W]``; both usually
+*inference tensors* (nodes run under ``torch.inference_mode()``), which autograd refuses to save.
+nst_core: images ``[B, 3, H, W]`` RGB 0..1, masks ``[H, W]`` or ``[N, H, W]``.  Everything that
+reaches nst_core is cloned here outside inference mode, so it is an ordinary tensor.
+"""
+from __future__ import annotations
+
+import math
+from typing import Dict, Optional
+
+import torch
+
+from comfy_api.latest import io
+
+from ..nst_core.vgg import layer_names
+
+# Socket types of this pack (prefixed so they never clash with another pack's).
+Model = io.Custom("NST_MODEL")
+Content = io.Custom("NST_CONTENT")
+Style = io.Custom("NST_STYLE")
+Loss = io.Custom("NST_LOSS")
+
+CATEGORY = "style_transfer"
+# VGG16's names are a subset of VGG19's; the core checks against the loaded model's own list.
+LAYER_NAMES = layer_names("vgg19")
+_KNOWN = set(LAYER_NAMES)
+
+
+class NeuralStyleError(ValueError):
+    """Input the nodes cannot use; the message names the problem and what to do."""
+
+
+def parse_layers(text: Optional[str], what: str) -> Dict[str, float]:
+    """``"relu4_2"`` or ``"relu4_2:1, relu3_1:0.5"`` → ``{"relu4_2": 1.0, "relu3_1": 0.5}``."""
+    out: Dict[str, float] = {}
+    for part in (text or "").replace(";", ",").replace("\n", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, w = part.partition(":")
+        name = name.strip().lower()
+        try:
+            weight = float(w) if sep else 1.0
+        except ValueError:
+            raise NeuralStyleError(f"{what} layers: bad weight in {part!r}; write a layer name or "
+                                   "name:weight, e.g. relu4_2 or relu3_1:0.5") from None
+        if name not in _KNOWN:
+            raise NeuralStyleError(
+                f"{what} layers: unknown layer {name!r}. Valid names are convX_Y, reluX_Y and poolX "
+                f"of VGG19 ({LAYER_NAMES[0]} … {LAYER_NAMES[-1]}), e.g. relu4_2")
+        if not math.isfinite(weight) or weight < 0:
+            raise NeuralStyleError(f"{what} layers: the weight of {name} is {w.strip()}; "
+                                   "layer weights must be finite and ≥ 0")
+        if name in out:
+            raise NeuralStyleError(f"{what} layers: {name} is listed twice; list each layer once")
+        out[name] = weight
+    if not out:
+        raise NeuralStyleError(f"{what} layers: none given; list at least one layer, e.g. relu4_2")
+    if not any(w > 0 for w in out.values()):
+        raise NeuralStyleError(f"{what} layers: every weight is 0; give at least one layer a positive weight")
+    return out
+
+
+def layers_problem(text: Optional[str], what: str):
+    """For ``validate_inputs``: True when ``text`` parses, else the message (a str).
+
+    ``None`` (the value comes from a link, known only at run time) is accepted here."""
+    if text is None:
+        return True
+    try:
+        parse_layers(text, what)
+    except NeuralStyleError as e:
+        return str(e)
+    return True
+
+
+def image_to_core(image: torch.Tensor, what: str) -> torch.Tensor:
+    """ComfyUI IMAGE ``[B, H, W, C]`` → ``[B, 3, H, W]`` float32 on the CPU, a fresh tensor."""
+    if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4):
+        raise NeuralStyleError(f"{what}: expected an IMAGE ([batch, height, width, channels]); "
+                               f"got {type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
+    if image.dim() == 3:
+        image = image.unsqueeze(0)
+    b, h, w, c = image.shape
+    if b == 0 or h == 0 or w == 0:
+        raise NeuralStyleError(f"{what}: the image is empty ({tuple(image.shape)})")
+    with torch.inference_mode(False):
+        x = image.detach().to(device="cpu", dtype=torch.float32)
+        if c == 1:
+            x = x.expand(-1, -1, -1, 3)
+        elif c == 4:
+            x = x[..., :3]
+        elif c != 3:
+            raise NeuralStyleError(f"{what}: expected 1, 3 or 4 channels; the image has {c}")
+        return x.permute(0, 3, 1, 2).clamp(0, 1).contiguous().clone()
+
+
+def core_to_image(x: torch.Tensor, device) -> torch.Tensor:
+    """``[B, 3, H, W]`` → ComfyUI IMAGE ``[B, H, W, 3]`` float32 on ``device``."""
+    return x.detach().float().clamp(0, 1).permute(0, 2, 3, 1).to(device).contiguous().clone()
+
+
+def mask_to_core(mask: Optional[torch.Tensor], what: str) -> Optional[torch.Tensor]:
+    """ComfyUI MASK ``[B, H, W]``/``[H, W]`` (``[B, H, W, 1]`` tolerated) → float32 CPU clone."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):
+        raise NeuralStyleError(f"{what}: expected a MASK tensor, got {type(mask).__name__}")
+    if mask.dim() == 4 and mask.shape[-1] == 1:
+        mask = mask[..., 0]
+    if mask.dim() not in (2, 3) or mask.shape[-1] < 1 or mask.shape[-2] < 1:
+        raise NeuralStyleError(f"{what}: expected a MASK [height, width] or [batch, height, width]; "
+                               f"got shape {tuple(mask.shape)}")
+    with torch.inference_mode(False):
+        m = mask.detach().to(device="cpu", dtype=torch.float32).clamp(0, 1).clone()
+    if m.dim() == 3 and m.shape[0] == 1:
+        m = m[0]
+    return m

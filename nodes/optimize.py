@@ -1,0 +1,154 @@
+"""The Optimize node: runs nst_core.stylize on ComfyUI's device with progress, previews and cancel."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import Optional
+
+import torch
+
+import comfy.model_management as mm
+import comfy.utils
+from comfy_api.latest import io
+
+from ..nst_core.image import ImageError, to_pil
+from ..nst_core.transfer import (COLOR_MODES, INITS, OPTIMIZERS, ContentTarget, LossWeights, Options,
+                                 StylizeError, stylize)
+from ..nst_core.weights import WeightsError
+from .convert import CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_to_image, image_to_core
+from .plot import loss_plot, pil_to_image
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PREVIEW_SIZE = 512
+MAX_SIZE = 8192
+
+
+def _to(t: Optional[torch.Tensor], device) -> Optional[torch.Tensor]:
+    """A fresh, ordinary (non-inference) copy on ``device``."""
+    return None if t is None else t.detach().to(device=device, dtype=torch.float32).clone()
+
+
+def _memory_estimate(size: int, n_pixels_hint: int) -> int:
+    """Rough bytes a run needs on the device: weights, VGG activations with their gradients, L-BFGS."""
+    pixels = size * size if size > 0 else n_pixels_hint
+    return int(200e6 + 8_000 * pixels + 256e6)
+
+
+class Optimize(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        d = Options()
+        return io.Schema(
+            node_id="NeuralStyleOptimize",
+            display_name="Neural Style: Optimize",
+            category=CATEGORY,
+            description="Gatys et al. neural style transfer: optimises an image to have the content of "
+                        "'content' and the style of 'style', coarse to fine. Slow on a CPU: start small "
+                        "(size 256, few steps).",
+            inputs=[
+                Model.Input("vgg", tooltip="The VGG from Neural Style: Load VGG."),
+                Content.Input("content", tooltip="From Neural Style: Encode Content."),
+                Style.Input("style", tooltip="From Neural Style: Encode Style (one or a chain of several)."),
+                io.Combo.Input("init", options=list(INITS), default=d.init,
+                               tooltip="Starting image: the content photo (fast, faithful), noise (more "
+                                       "style, varies with the seed), the style's mean colour, or "
+                                       "'image' (connect init_image)."),
+                io.Combo.Input("optimizer", options=list(OPTIMIZERS), default=d.optimizer,
+                               tooltip="lbfgs converges in fewer steps (the classic choice); adam uses "
+                                       "less memory."),
+                io.Int.Input("steps", default=d.steps, min=1, max=10000,
+                             tooltip="Iterations at the first (coarsest) scale; each finer scale gets half "
+                                     "as many (at least 20)."),
+                io.Int.Input("size", default=d.size, min=0, max=MAX_SIZE,
+                             tooltip="Long side of the output in pixels (at least 32); 0 keeps the "
+                                     "content's own size. Time grows with the square of the size."),
+                io.Int.Input("start_size", default=d.start_size, min=0, max=MAX_SIZE,
+                             tooltip="Coarse-to-fine: the first scale's long side; sizes grow ×√2 up to "
+                                     "'size'. 0 (or ≥ size) runs one scale only."),
+                io.Int.Input("seed", default=d.seed, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=False,
+                             tooltip="Seed of the noise used by the noise and style_mean inits."),
+                io.Combo.Input("color", options=list(COLOR_MODES), default=d.color,
+                               tooltip="Keep the photo's colours: luminance transfers style on brightness "
+                                       "only; linear/histogram recolour the style image to the photo "
+                                       "first. none: the painting's colours."),
+                io.Boolean.Input("temporal", default=d.temporal,
+                                 tooltip="For a batch of frames: start each frame from the previous result "
+                                         "and keep unchanged areas stable (less flicker)."),
+                io.Combo.Input("precision", options=list(PRECISIONS), default=d.precision,
+                               tooltip="VGG arithmetic: auto uses bf16 on GPUs that support it, fp32 "
+                                       "otherwise. fp16/bf16 are faster and use less memory on a GPU."),
+                io.Int.Input("preview_interval", default=10, min=0, max=10000,
+                             tooltip="Send a preview image every N iterations (0: progress only, no "
+                                     "previews)."),
+                Loss.Input("loss", optional=True,
+                           tooltip="Optional: Neural Style: Loss Settings (default content 5, style 100, "
+                                   "tv 0.001, temporal 50)."),
+                io.Image.Input("init_image", optional=True,
+                               tooltip="Optional: starting image for init = image (one per frame, or one "
+                                       "for all)."),
+            ],
+            outputs=[
+                io.Image.Output(display_name="image", tooltip="The stylised image (one per content frame)."),
+                io.Image.Output(display_name="loss_plot", tooltip="Loss terms per iteration (log scale)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, vgg, content, style, init, optimizer, steps, size, start_size, seed, color, temporal,
+                precision, preview_interval, loss=None, init_image=None):
+        if not isinstance(content, ContentTarget):
+            raise NeuralStyleError("content: connect the output of a Neural Style: Encode Content node")
+        styles = list(style) if isinstance(style, (list, tuple)) else []
+        if not styles:
+            raise NeuralStyleError("style: connect the output of a Neural Style: Encode Style node")
+        if init == "image" and init_image is None:
+            raise NeuralStyleError("init is 'image' but nothing is connected to init_image: connect an "
+                                   "IMAGE there, or choose another init")
+        weights = loss if isinstance(loss, LossWeights) else LossWeights()
+        device = mm.get_torch_device()
+        pbar = comfy.utils.ProgressBar(int(steps))
+
+        def on_step(info):
+            preview = None
+            if preview_interval > 0 and (info.iteration % preview_interval == 0 or info.iteration == info.total):
+                preview = ("JPEG", to_pil(info.image()), PREVIEW_SIZE)
+            pbar.update_absolute(info.iteration, info.total, preview)
+
+        t0 = time.perf_counter()
+        result = None
+        try:
+            with torch.inference_mode(False), torch.enable_grad():
+                if device.type != "cpu":
+                    hw = content.image.shape[-2:]
+                    mm.free_memory(_memory_estimate(int(size), int(hw[0] * hw[1])), device)
+                vgg.to(device)
+                c = replace(content, image=_to(content.image, device), mask=_to(content.mask, device))
+                s = [replace(st, image=_to(st.image, device), mask=_to(st.mask, device)) for st in styles]
+                opts = Options(size=int(size), steps=int(steps), start_size=int(start_size), optimizer=optimizer,
+                               init=init, seed=int(seed), color=color, temporal=bool(temporal),
+                               precision=precision,
+                               init_image=None if init_image is None else _to(image_to_core(init_image, "init_image"), device))
+                result = stylize(vgg, c, s, weights, opts, callback=on_step,
+                                 interrupt=mm.throw_exception_if_processing_interrupted)
+                image = core_to_image(result.image, mm.intermediate_device())
+            plot = pil_to_image(loss_plot(result.history, result.scale_starts))
+        except (StylizeError, WeightsError, ImageError) as e:
+            raise NeuralStyleError(f"Neural Style Optimize: {e}") from None
+        except torch.OutOfMemoryError:
+            raise NeuralStyleError(
+                f"Neural Style Optimize: out of memory on {device} at size {size}. Lower 'size', use "
+                "precision fp16/bf16, or the adam optimizer (smaller memory).") from None
+        except ValueError as e:  # e.g. a layer that VGG16 does not have
+            if isinstance(e, NeuralStyleError):
+                raise
+            raise NeuralStyleError(f"Neural Style Optimize: {e}") from None
+        finally:
+            vgg.to("cpu")
+            c = s = opts = result = None  # noqa: F841 - drop device tensors before emptying the cache
+            mm.soft_empty_cache()
+        log.info("Neural Style: %d×%d px, %d frame(s) in %.1f s on %s", image.shape[2], image.shape[1],
+                 image.shape[0], time.perf_counter() - t0, device)
+        return io.NodeOutput(image, plot)
