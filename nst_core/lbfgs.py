@@ -4,6 +4,8 @@ Deviations from ``torch.optim.LBFGS`` (one line each):
 - one gradient evaluation per iteration and a fixed step of 1 (no line search), as in neural-style;
 - curvature pairs with ``sᵀy <= 0`` are neutralised with ``torch.where`` instead of a host-side test;
 - the first step is scaled so the mean pixel change is one 8-bit grey level.
+- the initial inverse Hessian is ``γ·P`` with ``P`` a 1/frequency spectral filter (capped at 64×),
+  not ``γ·I``: early steps move low frequencies (layout, colour areas) as fast as pixel noise;
 - the iterate is projected back into the box [lo, hi] after every step; ``s`` is the step actually
   taken, so the secant pairs stay consistent with the projection.
 """
@@ -11,13 +13,16 @@ from __future__ import annotations
 
 from typing import List
 
+import math
+
 import torch
 
 
 class LBFGS:
     def __init__(self, x: torch.Tensor, history_size: int = 20, lo: float = 0.0, hi: float = 1.0,
-                 first_step: float = 1.0 / 255.0):
+                 first_step: float = 1.0 / 255.0, precondition=None):
         self.x = x
+        self.P = precondition or (lambda v: v)
         self.m = max(1, int(history_size))
         self.lo, self.hi = lo, hi
         self.first_step = first_step
@@ -41,18 +46,19 @@ class LBFGS:
                 self.s.pop(0), self.y.pop(0), self.rho.pop(0)
             self.s.append(s), self.y.append(y), self.rho.append(rho)
             # Initial Hessian scale from the newest pair (kept from the last good one otherwise).
-            gamma_new = ys / torch.dot(y, y).clamp_min(1e-30)
+            gamma_new = ys / torch.dot(y, self.P(y)).clamp_min(1e-30)
             self.gamma = torch.where(ok, gamma_new, getattr(self, "gamma", gamma_new.new_ones(())))
         q = -g
         if not self.s:
-            d = q * (self.first_step / q.abs().mean().clamp_min(1e-30))
+            d = self.P(q)
+            d = d * (self.first_step / d.abs().mean().clamp_min(1e-30))
         else:
             alphas = []
             for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
                 a = rho * torch.dot(s, q)
                 q = q - a * y
                 alphas.append(a)
-            d = q * self.gamma
+            d = self.P(q) * self.gamma
             for (s, y, rho), a in zip(zip(self.s, self.y, self.rho), reversed(alphas)):
                 b = rho * torch.dot(y, d)
                 d = d + s * (a - b)
@@ -64,3 +70,21 @@ class LBFGS:
     def reset(self) -> None:
         self.s.clear(), self.y.clear(), self.rho.clear()
         self.prev_x = self.prev_g = None
+
+
+def spectral_preconditioner(shape, cap: float = 64.0):
+    """``v ↦ F⁻¹(p·F v)`` over the last two dims, ``p(f) = min(cap, f_max / f)``: symmetric, positive."""
+    h, w = shape[-2:]
+    fy = torch.fft.fftfreq(h).abs().view(-1, 1)
+    fx = torch.fft.rfftfreq(w).view(1, -1)
+    f = (fy ** 2 + fx ** 2).sqrt()
+    p = (math.sqrt(0.5) / f.clamp_min(1e-9)).clamp(max=cap)
+    cache = {}
+
+    def apply(v: torch.Tensor) -> torch.Tensor:
+        key = (v.device, v.dtype)
+        if key not in cache:
+            cache[key] = p.to(v.device)
+        x = v.view(shape).float()
+        return torch.fft.irfft2(torch.fft.rfft2(x) * cache[key], s=(h, w)).reshape(-1).to(v.dtype)
+    return apply

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from . import color as colorlib
 from .image import fit_size, resize
-from .lbfgs import LBFGS
+from .lbfgs import LBFGS, spectral_preconditioner
 from .losses import (CONTENT_SCALE, STYLE_SCALE, TV_SCALE, content_loss, gram, relative_mse,
                      resize_mask, style_loss, tv_loss)
 from .vgg import VGGFeatures, check_layers
@@ -83,6 +83,7 @@ class Options:
     optimizer: str = "lbfgs"
     lr: float = 0.02                # Adam step size in 0..1 pixel units
     history_size: int = 0           # L-BFGS memory; 0 = memory-aware default
+    precondition: bool = True       # L-BFGS: spectral (1/f) initial Hessian, see lbfgs.py
     init: str = "content"
     init_image: Optional[torch.Tensor] = None
     seed: int = 0
@@ -515,7 +516,8 @@ def _optimise(obj: Objective, x: torch.Tensor, steps: int, opts: Options, device
               history, counter, total, k, n_scales, hw, t, n_frames, color_src) -> torch.Tensor:
     x.requires_grad_(True)
     if opts.optimizer == "lbfgs":
-        opt = LBFGS(x, history_size=opts.history_size or default_history(x.numel(), device))
+        opt = LBFGS(x, history_size=opts.history_size or default_history(x.numel(), device),
+                    precondition=spectral_preconditioner(x.shape) if opts.precondition else None)
     else:
         opt = torch.optim.Adam([x], lr=opts.lr)
 

@@ -1,0 +1,73 @@
+"""Loss terms against direct, loop-based computations on small tensors."""
+import torch
+
+from nst_core import losses
+
+
+def test_gram_matches_direct_sum():
+    torch.manual_seed(0)
+    f = torch.randn(2, 3, 4, 5)
+    g = losses.gram(f)
+    direct = torch.zeros(2, 3, 3)
+    for b in range(2):
+        for i in range(3):
+            for j in range(3):
+                direct[b, i, j] = sum(f[b, i, y, x] * f[b, j, y, x] for y in range(4) for x in range(5)) / 20
+    assert torch.allclose(g, direct, atol=1e-5)
+
+
+def test_masked_gram_weights_positions():
+    torch.manual_seed(1)
+    f = torch.randn(1, 2, 3, 3)
+    m = torch.zeros(3, 3)
+    m[0, :] = 1.0
+    m[1, 1] = 0.5
+    g = losses.gram(f, m)
+    num = torch.zeros(2, 2)
+    for y in range(3):
+        for x in range(3):
+            num += m[y, x] * torch.outer(f[0, :, y, x], f[0, :, y, x])
+    assert torch.allclose(g[0], num / m.sum(), atol=1e-5)
+    # A mask of ones is the plain Gram.
+    assert torch.allclose(losses.gram(f, torch.ones(3, 3)), losses.gram(f), atol=1e-6)
+
+
+def test_content_loss_is_relative_mse():
+    torch.manual_seed(2)
+    x, t = torch.randn(1, 4, 3, 3), torch.randn(1, 4, 3, 3)
+    direct = ((x - t) ** 2).sum() / x.numel() / ((t ** 2).sum() / t.numel())
+    assert torch.allclose(losses.content_loss(x, t), direct, rtol=1e-5)
+    assert losses.content_loss(t, t) == 0
+
+
+def test_masked_content_loss_only_counts_the_region():
+    torch.manual_seed(3)
+    t = torch.randn(1, 2, 4, 4)
+    x = t.clone()
+    x[..., :, 2:] += 5.0          # change only the right half
+    left = torch.zeros(4, 4)
+    left[:, :2] = 1
+    assert losses.content_loss(x, t, left) == 0
+    assert losses.content_loss(x, t, 1 - left) > 0
+
+
+def test_style_loss_against_direct_gram_mse():
+    torch.manual_seed(4)
+    f, s = torch.randn(1, 3, 5, 5), torch.randn(1, 3, 6, 4)
+    gs = losses.gram(s)
+    direct = ((losses.gram(f) - gs) ** 2).mean() / (gs ** 2).mean()
+    assert torch.allclose(losses.style_loss(f, gs), direct, rtol=1e-5)
+
+
+def test_tv_loss_direct():
+    x = torch.arange(12.0).reshape(1, 1, 3, 4)
+    # horizontal neighbours differ by 1, vertical by 4
+    assert torch.allclose(losses.tv_loss(x), torch.tensor(1.0 + 16.0))
+    assert losses.tv_loss(torch.ones(1, 3, 5, 5)) == 0
+
+
+def test_resize_mask_area_average():
+    m = torch.zeros(4, 4)
+    m[:2, :2] = 1
+    r = losses.resize_mask(m, (2, 2))
+    assert torch.allclose(r, torch.tensor([[1.0, 0.0], [0.0, 0.0]]))
