@@ -1,0 +1,91 @@
+"""The command line end to end, as a user runs it (a real subprocess)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def cli(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "nst_core", *map(str, args)], capture_output=True, text=True,
+                          cwd=cwd or ROOT, env=env, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def small_pair(tmp_path_factory):
+    from conftest import IMAGES
+    d = tmp_path_factory.mktemp("imgs")
+    Image.open(IMAGES / "tubingen.jpg").resize((80, 60)).save(d / "photo.png")
+    Image.open(IMAGES / "starry_night.jpg").resize((64, 40)).save(d / "painting.jpg")
+    return d / "photo.png", d / "painting.jpg"
+
+
+def test_writes_png_of_requested_size_and_refuses_overwrite(tmp_path, small_pair):
+    content, style = small_pair
+    out = tmp_path / "out.png"
+    r = cli(content, style, "-o", out, "--size", 64, "--steps", 4, "--start-size", 0, "-q")
+    assert r.returncode == 0, r.stderr
+    im = Image.open(out)
+    assert im.format == "PNG" and im.size == (64, 48)
+    before = out.read_bytes()
+    r = cli(content, style, "-o", out, "--size", 64, "--steps", 2, "--start-size", 0, "-q")
+    assert r.returncode == 2
+    assert "already exists" in r.stderr and "--overwrite" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert out.read_bytes() == before, "the existing file was touched"
+    r = cli(content, style, "-o", out, "--size", 48, "--steps", 2, "--start-size", 0, "-q", "--overwrite")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (48, 36)
+
+
+def test_progress_bar_and_multiscale(tmp_path, small_pair):
+    content, style = small_pair
+    out = tmp_path / "ms.png"
+    r = cli(content, style, "-o", out, "--size", 80, "--start-size", 40, "--scale-steps", "3,2,2")
+    assert r.returncode == 0, r.stderr
+    assert "7/7" in r.stderr and "s/it" in r.stderr
+    assert Image.open(out).size == (80, 60)
+
+
+@pytest.mark.parametrize("case", ["missing_content", "missing_style", "unreadable", "bad_layer", "bad_weights"])
+def test_bad_input_one_line_exit_2_no_output(tmp_path, small_pair, case):
+    content, style = small_pair
+    out = tmp_path / "never.png"
+    args = [content, style]
+    extra = []
+    if case == "missing_content":
+        args = [tmp_path / "nope.jpg", style]
+    elif case == "missing_style":
+        args = [content, tmp_path / "nope.png"]
+    elif case == "unreadable":
+        bad = tmp_path / "broken.jpg"
+        bad.write_bytes(b"\xff\xd8 this is not a jpeg")
+        args = [bad, style]
+    elif case == "bad_layer":
+        extra = ["--style-layers", "relu9_9"]
+    elif case == "bad_weights":
+        junk = tmp_path / "junk.pth"
+        junk.write_bytes(b"junk")
+        extra = ["--weights", junk]
+    r = cli(*args, "-o", out, "--size", 32, "--steps", 1, "--start-size", 0, *extra)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    assert "Traceback" not in r.stderr
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".nst-")]
+
+
+def test_convert_command(tmp_path):
+    out = tmp_path / "vgg19.safetensors"
+    r = cli("convert", "default", out)
+    assert r.returncode == 0, r.stderr
+    import nst_core
+    assert nst_core.load_vgg(out).convention == "caffe"
+    r = cli("convert", "default", out)
+    assert r.returncode == 2 and "already exists" in r.stderr
