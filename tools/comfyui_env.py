@@ -375,12 +375,12 @@ def _lock_pins() -> dict[str, str]:
     return pins
 
 
-def _env_stamp_path() -> Path:
-    key = hashlib.sha256(f"{sys.prefix}\n{sys.executable}".encode()).hexdigest()[:16]
+def _env_stamp_path(directory: Path) -> Path:
+    key = hashlib.sha256(f"{sys.prefix}\n{sys.executable}\n{directory}".encode()).hexdigest()[:16]
     return cache_root() / "env-stamps" / f"{key}.json"
 
 
-def _env_stamp(directory: Path) -> dict:
+def _env_stamp(directory: Path, smoke_tested: bool) -> dict:
     installed = _installed_versions()
     return {
         "logic": INSTALL_LOGIC_VERSION,
@@ -392,6 +392,7 @@ def _env_stamp(directory: Path) -> dict:
         "constraints": hashlib.sha256(CONSTRAINTS_FILE.read_bytes()).hexdigest(),
         "unlocked": bool(os.environ.get(ENV_VAR_UNLOCKED)),
         "torch": installed.get("torch"),
+        "smoke_tested": smoke_tested,
     }
 
 
@@ -400,10 +401,16 @@ def _missing_distributions(directory: Path) -> list[str]:
     return [r for r in requirements_for(directory) if _requirement_name(r) not in installed]
 
 
-def env_is_provisioned(directory: Path | None = None) -> bool:
+def env_is_provisioned(directory: Path | None = None, smoke: bool = True) -> bool:
+    """True when this interpreter's stamp for ``directory`` is current (and says the start-up
+    check passed, if ``smoke``) and every requirement is still installed."""
     directory = directory or comfyui_dir()
-    stamp = _read_json(_env_stamp_path())
-    return stamp == _env_stamp(directory) and not _missing_distributions(directory)
+    stamp = _read_json(_env_stamp_path(directory))
+    if stamp is None:
+        return False
+    if not smoke:
+        stamp["smoke_tested"] = False
+    return stamp == _env_stamp(directory, smoke) and not _missing_distributions(directory)
 
 
 def install_requirements(directory: Path) -> None:
@@ -464,15 +471,15 @@ def ensure_comfyui(force: bool = False, smoke: bool = True) -> Path:
     ComfyUI directory.  Raises :class:`ProvisioningError` when that is impossible."""
     with _lock(cache_root() / ".lock"):
         directory = ensure_tree(force=force)
-        if not force and env_is_provisioned(directory):
+        if not force and env_is_provisioned(directory, smoke=smoke):
             return directory
         t0 = time.monotonic()
         install_requirements(directory)
         if smoke:
             smoke_test(directory)
-        stamp_path = _env_stamp_path()
+        stamp_path = _env_stamp_path(directory)
         stamp_path.parent.mkdir(parents=True, exist_ok=True)
-        stamp_path.write_text(json.dumps(_env_stamp(directory), indent=2) + "\n")
+        stamp_path.write_text(json.dumps(_env_stamp(directory, smoke), indent=2) + "\n")
         _log(f"packages ready in {time.monotonic() - t0:.1f}s")
         return directory
 
