@@ -89,3 +89,18 @@ def test_execution_error_arrives_over_websocket(comfy_client):
     run = comfy_client.run_prompt(prompt, timeout=120)
     assert run.status == "error"
     assert run.error["node_id"] == "2" and "outside the output folder" in run.error["exception_message"]
+
+
+def test_pack_example_workflows_are_served_like_the_template_browser_fetches_them(comfy_client):
+    # The frontend lists GET /workflow_templates ({custom node folder: [names]}) and fetches
+    # /api/workflow_templates/<folder>/<name>.json and the thumbnail <name>.jpg.  The listing
+    # globs every custom_nodes folder; the files are served only for packs that imported.
+    listing = comfy_client.get("/workflow_templates").body
+    for name in listing.get(harness.PACK_NAME, []):
+        base = f"/api/workflow_templates/{harness.PACK_NAME}/{name}"
+        workflow = comfy_client.get(base + ".json")
+        assert workflow.status == 200 and isinstance(workflow.body, (dict, bytes)), name
+        # Whether every template has its thumbnail is the pack's own test; here: the route serves them.
+        if (harness.REPO_ROOT / "example_workflows" / f"{name}.jpg").is_file():
+            thumb = comfy_client.get(base + ".jpg")
+            assert thumb.status == 200 and thumb.body[:3] == b"\xff\xd8\xff", f"{name}.jpg"
