@@ -1,7 +1,7 @@
 """Load VGG (weights from models/vgg or the built-in copy) and the bundled sample images."""
 from __future__ import annotations
 
-from comfy_api.latest import io
+from comfy_api.latest import io, ui
 
 from . import models, samples
 from .convert import CATEGORY, Model
@@ -49,7 +49,7 @@ class SampleImage(io.ComfyNode):
             category=CATEGORY,
             description="One of the small sample images shipped with the pack (photographs and "
                         "public-domain paintings), so the example workflows run right after install. "
-                        "Use a Load Image node for your own pictures.",
+                        "Use a Load Image node for your own pictures. Shows the image once run.",
             inputs=[
                 io.Combo.Input("sample", options=names,
                                default="tubingen.jpg" if "tubingen.jpg" in names else (names or [None])[0],
@@ -62,4 +62,5 @@ class SampleImage(io.ComfyNode):
 
     @classmethod
     def execute(cls, sample):
-        return io.NodeOutput(samples.load_sample(sample))
+        image = samples.load_sample(sample)
+        return io.NodeOutput(image, ui=ui.PreviewImage(image, cls=cls))

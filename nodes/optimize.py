@@ -40,7 +40,7 @@ def _memory_estimate(size: int, n_pixels_hint: int) -> int:
 class Optimize(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        d = Options()
+        d, w = Options(), LossWeights()
         return io.Schema(
             node_id="NeuralStyleOptimize",
             display_name="Neural Style: Optimize",
@@ -84,8 +84,8 @@ class Optimize(io.ComfyNode):
                              tooltip="Send a preview image every N iterations (0: progress only, no "
                                      "previews)."),
                 Loss.Input("loss", optional=True,
-                           tooltip="Optional: Neural Style: Loss Settings (default content 5, style 100, "
-                                   "tv 0.001, temporal 50)."),
+                           tooltip=f"Optional: Neural Style: Loss Settings (default content {w.content:g}, "
+                                   f"style {w.style:g}, tv {w.tv:g}, temporal {w.temporal:g})."),
                 io.Image.Input("init_image", optional=True,
                                tooltip="Optional: starting image for init = image (one per frame, or one "
                                        "for all)."),
