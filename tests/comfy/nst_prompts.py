@@ -1,0 +1,57 @@
+"""API prompts for the pack's nodes, small enough for a 2-core CPU (shared by test_nodes_*.py)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[2]
+SAMPLES = REPO / "assets" / "samples"
+WORKFLOWS = REPO / "example_workflows"
+DEFAULT_WEIGHTS = "default (original VGG19, offline)"
+
+OPTIMIZE_DEFAULTS = {"init": "content", "optimizer": "lbfgs", "steps": 4, "size": 64, "start_size": 0, "seed": 0,
+                     "color": "none", "temporal": True, "precision": "auto", "preview_interval": 2}
+
+
+def basic_prompt(*, content="tubingen.jpg", style="starry_night.jpg", content_layers="relu4_2",
+                 style_layers="relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", save=True, **optimize) -> dict:
+    """Sample content + sample style -> Optimize -> SaveImage (node "9"), loss plot -> node "10"."""
+    prompt = {
+        "1": {"class_type": "NeuralStyleSampleImage", "inputs": {"sample": content}},
+        "2": {"class_type": "NeuralStyleSampleImage", "inputs": {"sample": style}},
+        "3": {"class_type": "NeuralStyleLoadVGG",
+              "inputs": {"weights": DEFAULT_WEIGHTS, "pooling": "max", "convention": "auto"}},
+        "4": {"class_type": "NeuralStyleEncodeContent",
+              "inputs": {"image": ["1", 0], "layers": content_layers, "weight": 1.0}},
+        "5": {"class_type": "NeuralStyleEncodeStyle",
+              "inputs": {"image": ["2", 0], "layers": style_layers, "weight": 1.0, "scale": 1.0}},
+        "6": {"class_type": "NeuralStyleOptimize",
+              "inputs": {"vgg": ["3", 0], "content": ["4", 0], "style": ["5", 0], **OPTIMIZE_DEFAULTS, **optimize}},
+    }
+    if save:
+        prompt["9"] = {"class_type": "SaveImage", "inputs": {"images": ["6", 0], "filename_prefix": "nst_test"}}
+        prompt["10"] = {"class_type": "PreviewImage", "inputs": {"images": ["6", 1]}}
+    return copy.deepcopy(prompt)
+
+
+def sample_array(name: str, size=None) -> np.ndarray:
+    """A bundled sample as float RGB 0..1 (H, W, 3), optionally resized (PIL bicubic) to (w, h)."""
+    from PIL import Image
+
+    with Image.open(SAMPLES / name) as im:
+        im = im.convert("RGB")
+        if size is not None:
+            im = im.resize(size, Image.BICUBIC)
+        return np.asarray(im, dtype=np.float32) / 255.0
+
+
+def to_array(pil_image) -> np.ndarray:
+    return np.asarray(pil_image.convert("RGB"), dtype=np.float32) / 255.0
+
+
+def fit(wh, long_side: int):
+    w, h = wh
+    s = long_side / max(w, h)
+    return max(1, round(w * s)), max(1, round(h * s))
