@@ -68,7 +68,7 @@ class LossWeights:
     content: float = 5.0
     style: float = 100.0
     tv: float = 1e-3
-    temporal: float = 50.0
+    temporal: float = 200.0
 
 
 @dataclass
@@ -282,20 +282,25 @@ def style_grams(model: VGGFeatures, image: torch.Tensor, layers: Sequence[str], 
     return out
 
 
+def style_image_at(st: StyleTarget, out_long: int, content_img: torch.Tensor, color: str) -> torch.Tensor:
+    """The style image as the VGG sees it at one scale: recoloured if asked, long side = out_long × scale."""
+    img = st.image.to(device=content_img.device, dtype=torch.float32)
+    if color in ("linear", "histogram"):
+        img = colorlib.match_color(img, content_img[:1], color)
+    if color == "luminance":
+        lum = colorlib.match_luminance(colorlib.luminance(img), colorlib.luminance(content_img[:1]))
+        img = colorlib.gray3(lum)
+    side = max(MIN_SIZE, int(round(out_long * st.scale)))
+    return resize(img, fit_size(tuple(img.shape[-2:]), side))
+
+
 def blend_styles(model, styles: Sequence[StyleTarget], out_long: int, frame: int, content_img: torch.Tensor,
                  color: str, autocast, memory_format):
     """Style terms for one scale: unmasked styles blended into one target, masked ones separate."""
     device = content_img.device
     per_style = []
     for st in styles:
-        img = st.image.to(device=device, dtype=torch.float32)
-        if color in ("linear", "histogram"):
-            img = colorlib.match_color(img, content_img[:1], color)
-        if color == "luminance":
-            lum = colorlib.match_luminance(colorlib.luminance(img), colorlib.luminance(content_img[:1]))
-            img = colorlib.gray3(lum)
-        side = max(MIN_SIZE, int(round(out_long * st.scale)))
-        img = resize(img, fit_size(tuple(img.shape[-2:]), side))
+        img = style_image_at(st, out_long, content_img, color)
         grams = style_grams(model, img, list(st.layers), autocast, memory_format)
         per_style.append((st, grams))
     terms = []

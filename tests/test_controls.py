@@ -1,0 +1,177 @@
+"""Artistic controls: each test would fail without the control it checks."""
+import pytest
+import torch
+
+import nst_core
+from nst_core import color as C
+from nst_core import transfer as T
+from conftest import shared_image
+
+
+def opts(size, **kw):
+    kw.setdefault("steps", 30)
+    return nst_core.Options(size=size, start_size=0, **kw)
+
+
+def style_score(vgg, image, style):
+    """Relative Gram error of ``image`` against ``style`` (default layers), at image's size."""
+    terms = T.blend_styles(vgg, [nst_core.StyleTarget(style)], max(image.shape[-2:]), 0, image, "none",
+                           T.contextlib.nullcontext, None)
+    layers, grams, _, _ = terms[0]
+    with torch.no_grad():
+        f = vgg(image, list(layers))
+    return sum(float(((nst_core.losses.gram(f[n]) - grams[n]) ** 2).mean() / (grams[n] ** 2).mean()) for n in layers)
+
+
+def test_masked_style_changes_only_its_region(vgg, content96, style96):
+    h, w = content96.shape[-2:]
+    left = torch.zeros(h, w)
+    left[:, : w // 2] = 1
+    masked = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96, mask=left)],
+                              opts=opts(96, steps=40)).image
+    full = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
+                            opts=opts(96, steps=40)).image
+    d_masked = (masked - content96).abs().mean(1)[0]
+    d_full = (full - content96).abs().mean(1)[0]
+    inside = d_masked[:, : w // 2 - 8].mean()
+    outside = d_masked[:, w // 2 + 8:].mean()
+    assert inside > 0.08, "the masked region was not stylised"
+    assert outside < 0.35 * inside
+    assert outside < 0.35 * d_full[:, w // 2 + 8:].mean(), "outside the mask changed as much as an unmasked run"
+
+
+def test_mask_of_other_aspect_refused_and_same_aspect_resized(vgg, content96, style96):
+    h, w = content96.shape[-2:]
+    with pytest.raises(nst_core.StylizeError, match="aspect ratios differ"):
+        nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96, mask=torch.ones(50, 50))],
+                         opts=opts(64, steps=1))
+    with pytest.raises(nst_core.StylizeError, match="empty"):
+        nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96, mask=torch.zeros(h, w))],
+                         opts=opts(64, steps=1))
+    big = torch.zeros(1, h * 4, w * 4)  # ComfyUI MASK layout, 4x larger: resized to each layer
+    big[..., : w * 2] = 1
+    r = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96, mask=big)],
+                         opts=opts(64, steps=2))
+    assert r.image.shape[-2:] == (48, 64)
+
+
+def test_luminance_only_keeps_content_chroma(vgg, content96, style96):
+    out = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
+                           opts=opts(96, color="luminance")).image
+    iq_out, iq_c = C.rgb_to_yiq(out)[:, 1:], C.rgb_to_yiq(content96)[:, 1:]
+    plain = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
+                             opts=opts(96)).image
+    iq_plain = C.rgb_to_yiq(plain)[:, 1:]
+    assert (iq_out - iq_c).abs().mean() < 0.01, "chroma differs from the content's"
+    assert (iq_plain - iq_c).abs().mean() > 0.03, "a normal run keeps chroma too: the test shows nothing"
+    # ...while the luminance did get stylised
+    assert (C.luminance(out) - C.luminance(content96)).abs().mean() > 0.03
+
+
+@pytest.mark.parametrize("method", ["linear", "histogram"])
+def test_color_matching_moves_style_colours_to_content(content96, style96, method):
+    matched = C.match_color(style96, content96, method)
+    mean_err = (matched.mean((2, 3)) - content96.mean((2, 3))).abs().max()
+    before = (style96.mean((2, 3)) - content96.mean((2, 3))).abs().max()
+    assert mean_err < 0.02 < before
+    if method == "histogram":
+        for ch in range(3):
+            q = torch.linspace(0.05, 0.95, 10)
+            assert torch.allclose(torch.quantile(matched[0, ch].flatten(), q),
+                                  torch.quantile(content96[0, ch].flatten(), q), atol=0.03)
+
+
+def test_blend_weights_lean_to_the_heavier_style(vgg, content96, style96):
+    scream = shared_image("the_scream.jpg", 96)
+    c = content96[..., :64, :64]
+
+    def blend(wa, wb):
+        return nst_core.stylize(vgg, nst_core.ContentTarget(c), [nst_core.StyleTarget(style96, weight=wa),
+                                                                 nst_core.StyleTarget(scream, weight=wb)],
+                                opts=opts(64, steps=40)).image
+    a_heavy, b_heavy = blend(0.8, 0.2), blend(0.2, 0.8)
+    assert style_score(vgg, a_heavy, style96) < style_score(vgg, b_heavy, style96)
+    assert style_score(vgg, b_heavy, scream) < style_score(vgg, a_heavy, scream)
+
+
+def test_blended_target_is_weighted_mean_of_grams(vgg, content96, style96):
+    scream = shared_image("the_scream.jpg", 64)
+    nc = T.contextlib.nullcontext
+    a = T.blend_styles(vgg, [nst_core.StyleTarget(style96)], 64, 0, content96, "none", nc, None)[0][1]
+    b = T.blend_styles(vgg, [nst_core.StyleTarget(scream)], 64, 0, content96, "none", nc, None)[0][1]
+    ab = T.blend_styles(vgg, [nst_core.StyleTarget(style96, weight=3), nst_core.StyleTarget(scream, weight=1)],
+                        64, 0, content96, "none", nc, None)[0][1]
+    for n in ab:
+        assert torch.allclose(ab[n], 0.75 * a[n] + 0.25 * b[n], rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("scale", [0.5, 2.0])
+def test_style_scale_sets_the_gram_source_resolution(vgg, content96, scale):
+    style = shared_image("starry_night.jpg", 400)
+    st = nst_core.StyleTarget(style, scale=scale)
+    img = T.style_image_at(st, 96, content96, "none")
+    assert max(img.shape[-2:]) == round(96 * scale)
+    grams = T.blend_styles(vgg, [st], 96, 0, content96, "none", T.contextlib.nullcontext, None)[0][1]
+    expected = T.style_grams(vgg, img, list(st.layers), T.contextlib.nullcontext, None)
+    other = T.style_grams(vgg, T.style_image_at(nst_core.StyleTarget(style), 96, content96, "none"),
+                          list(st.layers), T.contextlib.nullcontext, None)
+    for n in grams:
+        assert torch.allclose(grams[n], expected[n])
+    assert not torch.allclose(grams["relu1_1"], other["relu1_1"], rtol=0.05)
+
+
+def test_style_scale_out_of_range_refused(vgg, content96, style96):
+    with pytest.raises(nst_core.StylizeError, match="style scale"):
+        nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96, scale=20)],
+                         opts=opts(64, steps=1))
+
+
+@pytest.mark.parametrize("init", ["style_mean", "image"])
+def test_init_options(vgg, content96, style96, init):
+    other = shared_image("golden_gate.jpg", 96)
+    o = opts(64, steps=3, init=init, init_image=other if init == "image" else None)
+    r = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)], opts=o)
+    base = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
+                            opts=opts(64, steps=3))
+    assert (r.image - base.image).abs().mean() > 0.02
+
+
+def test_avg_pooling_model_runs_and_differs(content96, style96, vgg):
+    avg = nst_core.load_vgg(pooling="avg")
+    c = content96[..., :48, :48]
+    a = nst_core.stylize(avg, nst_core.ContentTarget(c), [nst_core.StyleTarget(style96)], opts=opts(48, steps=5)).image
+    m = nst_core.stylize(vgg, nst_core.ContentTarget(c), [nst_core.StyleTarget(style96)], opts=opts(48, steps=5)).image
+    assert (a - m).abs().mean() > 1e-3
+
+
+def pan(n=4, step=3, size=64):
+    src = shared_image("golden_gate.jpg", 160)
+    return torch.cat([src[..., 10:10 + size, 10 + step * i:10 + size + step * i] for i in range(n)])
+
+
+def flicker(x):
+    return float((x[1:] - x[:-1]).abs().mean())
+
+
+def compensated(x, step=3):
+    """Difference after undoing the known pan: what a viewer sees as flicker."""
+    return float((x[1:, ..., :, :-step] - x[:-1, ..., :, step:]).abs().mean())
+
+
+def test_temporal_consistency_reduces_flicker(vgg, style96):
+    frames = pan()
+    assert compensated(frames) < 1e-6  # the synthetic pan is exact
+
+    def run(temporal):
+        return nst_core.stylize(vgg, nst_core.ContentTarget(frames), [nst_core.StyleTarget(style96)],
+                                opts=opts(64, steps=30, frame_steps=30, temporal=temporal)).image
+    indep, stable = run(False), run(True)
+    assert indep.shape == frames.shape
+    ratio_indep, ratio_stable = flicker(indep) / flicker(frames), flicker(stable) / flicker(frames)
+    assert ratio_stable < ratio_indep, (ratio_stable, ratio_indep)
+    assert compensated(stable) < 0.6 * compensated(indep), (compensated(stable), compensated(indep))
+
+
+def test_estimate_shift_finds_the_pan():
+    frames = pan(2, step=5)
+    assert T.estimate_shift(frames[:1], frames[1:]) == (0, -5)
