@@ -16,26 +16,48 @@ it never skips them):
 * ``comfy_server_process`` -- the harness.ComfyServer behind it (log, is_running()).
 * ``comfy_client``     -- harness.ComfyClient for ``comfy_server``.
 
-Module names: pytest (tests/pytest.ini uses --import-mode=importlib) imports this directory's
-modules as ``comfy.<name>`` and registers tests/comfy as a namespace package ``comfy``, which
-would hide ComfyUI's own ``comfy`` package; the harness drops that placeholder before loading
-ComfyUI (test modules are all imported by then).  Keep this directory free of ``__init__.py``
-and name test modules ``test_comfy_*.py`` so they stay unique under any import mode.
+Module names: tests/comfy is a package (see __init__.py), so pytest imports its modules as
+``comfy.<name>`` and registers tests/comfy as ``comfy``, which would hide ComfyUI's own ``comfy``
+package; the harness drops that placeholder before loading ComfyUI (the test modules are all
+imported by then).  ``import harness`` works in test modules; other helper modules in this
+directory are importable by their plain names too.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
 
 import pytest
 
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:  # `import harness` in test modules, whatever pytest's import mode
-    sys.path.insert(0, _HERE)
 
-import harness  # noqa: E402
+def _import_harness():
+    """Register harness.py as the top-level module ``harness`` so that test modules can
+    ``import harness`` under any import mode, without putting this directory on sys.path (that
+    would expose this file as a top-level ``conftest`` and shadow tests/conftest.py)."""
+    if "harness" in sys.modules:
+        return sys.modules["harness"]
+    path = Path(__file__).resolve().with_name("harness.py")
+    spec = importlib.util.spec_from_file_location("harness", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["harness"] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules["harness"]
+        raise
+    return module
+
+
+harness = _import_harness()
+
+# Helper modules next to the tests (e.g. `import nst_prompts`) are importable as top-level
+# modules; appended, so nothing here shadows an installed or ComfyUI module.
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.append(_HERE)
 
 SERVER_START_TIMEOUT = float(os.environ.get("NST_COMFY_SERVER_TIMEOUT", "180"))
 

@@ -390,6 +390,16 @@ class Preview:
     max_size: int | None
     metadata: dict | None  # node_id, prompt_id, display_node_id, ... (new protocol only)
 
+    def sent_image(self):
+        """The image as the server would put it on the websocket: with a max_size, server.py
+        resizes it with ``ImageOps.contain(image, (max_size, max_size))``, which *enlarges*
+        small images too (a 48x36 preview with max_size 512 arrives as 512x384)."""
+        if self.max_size is None:
+            return self.image
+        from PIL import Image, ImageOps
+
+        return ImageOps.contain(self.image, (self.max_size, self.max_size), Image.Resampling.BILINEAR)
+
 
 @dataclass
 class Validation:

@@ -98,3 +98,11 @@ def test_progress_and_preview_frames_in_process(comfy):
     preview = result.previews[0]
     assert preview.image_format == "PNG" and preview.image.size == (16, 8)
     assert preview.metadata["node_id"] == "2" and preview.metadata["prompt_id"] == result.prompt_id
+
+
+def test_preview_sent_image_matches_server_resizing():
+    from PIL import Image
+
+    small = harness.Preview("JPEG", Image.new("RGB", (48, 36)), 512, None)
+    assert small.sent_image().size == (512, 384)  # ImageOps.contain enlarges, as server.py does
+    assert harness.Preview("PNG", Image.new("RGB", (48, 36)), None, None).sent_image().size == (48, 36)
