@@ -22,6 +22,25 @@ Import-name caveat: ComfyUI's top-level modules are called ``nodes``, ``utils``,
 it (and ``nodes.py`` even puts ``ComfyUI/comfy`` first on ``sys.path``).  Our pack is loaded by
 path, as ComfyUI loads every custom node; tests must not import the pack's ``nodes`` package
 as a top-level ``nodes``.
+
+What ComfyUI 0.3.75 does (read from its code; what the tests here rely on):
+
+* Custom nodes: every entry of each ``custom_nodes`` folder is imported by path, a directory
+  through its ``__init__.py``, under the module name "<full path with '.' -> '_x_'>", so a pack
+  must use relative imports.  ``NODE_CLASS_MAPPINGS`` (V1) wins if present; otherwise
+  ``comfy_entrypoint`` (sync or async) must return a ``comfy_api.latest.ComfyExtension``, whose
+  async ``get_node_list()`` returns ``io.ComfyNode`` classes (``GET_SCHEMA()`` is called for
+  each at load; ids clashing with stock nodes are skipped silently).  ``on_load()`` is never
+  called.  Import or entrypoint errors are only logged: check ``ComfyInProcess.pack_loaded``.
+* /workflow_templates globs ``<custom_nodes>/*/example_workflows/*.json`` and answers
+  ``{folder name: [file stems]}``; the files are served (only for packs that imported) at
+  ``/api/workflow_templates/<folder>/<file>``; the frontend shows ``<stem>.jpg`` as thumbnail.
+* Every prompt runs under ``torch.inference_mode()``.  ``PromptExecutor.execute`` and
+  ``validate_prompt`` need an asyncio loop (``execute`` calls ``asyncio.run``), so call the
+  in-process helpers from plain (non-async) tests.
+* Previews: ``comfy.utils.ProgressBar(n).update_absolute(i, n, (fmt, pil_image, max_size))``
+  sends a JSON ``progress`` message and one binary frame, see :func:`decode_binary_frame`.
+  The hook also raises ``InterruptProcessingException`` there when /interrupt was called.
 """
 
 from __future__ import annotations
@@ -737,6 +756,10 @@ class ComfyInProcess:
             prompt_id or str(uuid.uuid4()), prompt, partial_execution_targets))
         return Validation(valid, error, outputs, node_errors, prompt)
 
+    def run_ui_workflow(self, ui_workflow: dict, **kwargs) -> PromptResult:
+        """:func:`ui_to_api` against this ComfyUI's node definitions, then :meth:`execute_prompt`."""
+        return self.execute_prompt(ui_to_api(ui_workflow, self.object_info()), **kwargs)
+
     def new_executor(self):
         return self.execution.PromptExecutor(self.server, cache_type=self.execution.CacheType.CLASSIC,
                                              cache_args={"lru": 0, "ram": 0})
@@ -918,6 +941,11 @@ class ComfyClient:
                 body = r.body if isinstance(r.body, dict) else {}
                 raise ComfyValidationError(body.get("error") or {"message": f"HTTP {r.status}"}, body.get("node_errors"))
             return ws.collect(r.body["prompt_id"], timeout=timeout)
+
+
+    def run_ui_workflow(self, ui_workflow: dict, timeout: float = 120, **kwargs) -> "PromptRun":
+        """:func:`ui_to_api` against the server's /object_info, then :meth:`run_prompt`."""
+        return self.run_prompt(ui_to_api(ui_workflow, self.object_info()), timeout=timeout, **kwargs)
 
 
 class ComfyServer(ComfyClient):

@@ -106,3 +106,8 @@ def test_preview_sent_image_matches_server_resizing():
     small = harness.Preview("JPEG", Image.new("RGB", (48, 36)), 512, None)
     assert small.sent_image().size == (512, 384)  # ImageOps.contain enlarges, as server.py does
     assert harness.Preview("PNG", Image.new("RGB", (48, 36)), None, None).sent_image().size == (48, 36)
+
+
+def test_run_ui_workflow_shortcut(comfy):
+    result = comfy.run_ui_workflow(UI_WORKFLOW)
+    assert result.images("3")[0].size == (32, 24)
