@@ -23,17 +23,37 @@ STYLE_SCALE = 1.0
 TV_SCALE = 1000.0
 
 
+class _Gram(torch.autograd.Function):
+    """``G = F·diag(w)·Fᵀ / s`` with a one-matmul backward, ``dF = (dG + dGᵀ)·F·diag(w) / s``
+    (autograd's generic matmul backward would do two)."""
+
+    @staticmethod
+    def forward(ctx, f, w, s):
+        fw = f if w is None else f * w
+        ctx.save_for_backward(fw)
+        ctx.s = s
+        return torch.bmm(fw, f.transpose(1, 2)) / s
+
+    @staticmethod
+    def backward(ctx, grad):
+        (fw,) = ctx.saved_tensors
+        return torch.bmm(grad + grad.transpose(1, 2), fw) / ctx.s, None, None
+
+
 def gram(features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Gram matrix ``[B, C, C]`` of ``[B, C, H, W]`` features, averaged over (mask-weighted) positions.
 
     ``mask`` is ``[H, W]`` or ``[B, 1, H, W]`` in 0..1; positions are weighted by it.
     """
     b, c, h, w = features.shape
-    f = features.reshape(b, c, h * w).float()
+    f = features.reshape(b, c, h * w)
+    if f.dtype not in (torch.float32, torch.float64):
+        f = f.float()  # reduced-precision features: Grams and losses in fp32
     if mask is None:
-        return torch.bmm(f, f.transpose(1, 2)) / (h * w)
+        return _Gram.apply(f, None, float(h * w))
     m = mask.reshape(-1, 1, h * w).to(f)
-    return torch.bmm(f * m, f.transpose(1, 2)) / m.sum(-1, keepdim=True).clamp_min(EPS)
+    # The mask's sum is a constant of the image, so it is fine outside the graph.
+    return _Gram.apply(f, m, m.sum(-1, keepdim=True).clamp_min(EPS))
 
 
 def relative_mse(x: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,

@@ -7,21 +7,15 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT.parent / "shared" / "images"
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+HERE = Path(__file__).resolve().parent
+for p in (str(HERE.parent), str(HERE)):   # the repo (for nst_core) and tests/ (for testlib)
+    if p not in sys.path:
+        sys.path.insert(0, p)
 
 import nst_core  # noqa: E402
+from testlib import shared_image  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
-
-
-def shared_image(name: str, long_side: int = 96) -> torch.Tensor:
-    path = IMAGES / name
-    if not path.is_file():
-        pytest.fail(f"test image {path} is missing: the tests need ../shared/images next to the repo")
-    return nst_core.resize_long(nst_core.load_image(path), long_side)
 
 
 @pytest.fixture(scope="session")

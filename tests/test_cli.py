@@ -18,7 +18,7 @@ def cli(*args, cwd=None):
 
 @pytest.fixture(scope="module")
 def small_pair(tmp_path_factory):
-    from conftest import IMAGES
+    from testlib import IMAGES
     d = tmp_path_factory.mktemp("imgs")
     Image.open(IMAGES / "tubingen.jpg").resize((80, 60)).save(d / "photo.png")
     Image.open(IMAGES / "starry_night.jpg").resize((64, 40)).save(d / "painting.jpg")

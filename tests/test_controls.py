@@ -5,7 +5,7 @@ import torch
 import nst_core
 from nst_core import color as C
 from nst_core import transfer as T
-from conftest import shared_image
+from testlib import shared_image
 
 
 def opts(size, **kw):
