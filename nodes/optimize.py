@@ -114,7 +114,9 @@ class Optimize(io.ComfyNode):
         def on_step(info):
             preview = None
             if preview_interval > 0 and (info.iteration % preview_interval == 0 or info.iteration == info.total):
-                preview = ("JPEG", to_pil(info.image()), PREVIEW_SIZE)
+                pil = to_pil(info.image())
+                # The server fits previews into max_size, enlarging small ones: cap, never enlarge.
+                preview = ("JPEG", pil, min(PREVIEW_SIZE, max(pil.size)))
             pbar.update_absolute(info.iteration, info.total, preview)
 
         t0 = time.perf_counter()

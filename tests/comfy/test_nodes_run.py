@@ -23,7 +23,7 @@ def test_optimize_gives_a_stylised_image_progress_previews_and_a_loss_plot(nst_p
     # Previews every 2 iterations (and at the end), as JPEG of the current image.
     assert len(res.previews) == 3
     fmt, image, max_size = res.previews[0].image_format, res.previews[0].image, res.previews[0].max_size
-    assert fmt == "JPEG" and max_size == 512 and image.size == (64, 48)
+    assert fmt == "JPEG" and max_size == 64 and image.size == (64, 48)  # shown at its own size
     assert res.previews[0].metadata["node_id"] == "6"
 
     # The loss plot: an RGB image with coloured curves on white.
