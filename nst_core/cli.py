@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--init-image", help="image to start from (with --init image)")
     p.add_argument("--optimizer", choices=st.OPTIMIZERS, default=d.optimizer)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam step size (pixel units 0..1)")
+    p.add_argument("--tile-size", type=int, default=0,
+                   help="optimise scales larger than this many px in overlapping tiles (bounded memory); 0: off")
     p.add_argument("--history-size", type=int, default=0, help="L-BFGS memory (0: memory-aware default)")
     p.add_argument("--color", choices=st.COLOR_MODES, default=d.color,
                    help="keep the photo's colours: luminance-only transfer, or match the style's colours first")
@@ -144,7 +146,8 @@ def run_stylize(args) -> int:
     model = load_vgg(args.weights, pooling=args.pooling, convention=args.convention, device=device)
     opts = st.Options(size=args.size, steps=args.steps, start_size=args.start_size, scale_steps=args.scale_steps,
                       optimizer=args.optimizer, lr=args.lr, history_size=args.history_size, init=args.init,
-                      init_image=init_image, seed=args.seed, color=args.color, precision=args.precision)
+                      init_image=init_image, seed=args.seed, color=args.color, precision=args.precision,
+                      tile_size=args.tile_size)
     weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight)
     targets = [st.StyleTarget(s, layers=args.style_layers, weight=b, scale=args.style_scale)
                for s, b in zip(styles, blend)]

@@ -92,6 +92,7 @@ class Options:
     temporal: bool = True           # warm-start + temporal loss across frames
     precision: str = "auto"         # auto | fp32 | bf16 | fp16 (autocast of the VGG pass)
     channels_last: str = "auto"     # auto | on | off
+    tile_size: int = 0              # > 0: scales larger than this are optimised in overlapping tiles
     cudnn_benchmark: bool = True
     tf32: bool = True
 
@@ -199,9 +200,11 @@ class Objective:
     def __init__(self, model: VGGFeatures, content: torch.Tensor, content_t: ContentTarget,
                  styles: List[Tuple[Dict[str, float], Dict[str, torch.Tensor], Optional[torch.Tensor], float]],
                  weights: LossWeights, frame: int, autocast, memory_format,
-                 temporal: Optional[Tuple[torch.Tensor, torch.Tensor]] = None):
+                 temporal: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, content_mask=None):
         self.model, self.weights, self.autocast, self.memory_format = model, weights, autocast, memory_format
-        hw = tuple(content.shape[-2:])
+        # Tiles: per style term and layer, (mass-weighted Gram sum of the other tiles, their mass,
+        # this tile's mass); None for a whole image.
+        self.shared = None
         self.c_layers = _normalised(content_t.layers)
         self.style_terms = []   # (layer weights, target grams, norms, masks per layer or None, strength)
         for layers, grams, mask, strength in styles:
@@ -213,7 +216,7 @@ class Objective:
         self.layers = sorted(set(self.c_layers) | {n for t in self.style_terms for n in t[0]},
                              key=lambda n: model.index[n])
         self.c_mask = None
-        cm = _pick(content_t.mask, frame)
+        cm = _pick(content_t.mask, frame) if content_mask is None else content_mask
         if cm is not None:
             self.c_mask = {n: resize_mask(cm, _layer_hw(model, n, hw)) for n in self.c_layers}
         with torch.no_grad():
@@ -236,9 +239,19 @@ class Objective:
             m = self.c_mask[n] if self.c_mask else None
             c = c + a * content_loss(feats[n], self.c_targets[n], m)
         s = x.new_zeros((), dtype=torch.float32)
-        for layers, grams, norms, masks, strength in self.style_terms:
+        for i, (layers, grams, norms, masks, strength) in enumerate(self.style_terms):
             for n, a in layers.items():
-                s = s + strength * a * style_loss(feats[n], grams[n], masks[n] if masks else None, norms[n])
+                m = masks[n] if masks else None
+                if self.shared is None:
+                    s = s + strength * a * style_loss(feats[n], grams[n], m, norms[n])
+                    continue
+                # A tile: the Gram of the whole mosaic (this tile's and the others', weighted by their
+                # mass) must match the target. This is the whole image's objective restricted to the
+                # tile and divided by the tile's share of it (content is a mean over the tile).
+                o_sum, o_mass, mass = self.shared[i][n]
+                if mass > 0:
+                    g = (o_sum + mass * gram(feats[n], m)) / (o_mass + mass)
+                    s = s + strength * a * (o_mass + mass) / mass * relative_mse(g, grams[n], norm=norms[n])
         tv = tv_loss(x)
         terms["content"] = self.c_weight * c
         terms["style"] = self.weights.style * STYLE_SCALE * s
@@ -416,7 +429,9 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     n_frames = frames.shape[0]
     plan = plan_scales(tuple(frames.shape[-2:]), opts)
     later_steps = opts.frame_steps or plan[-1][1]
-    total = sum(n for _, n in plan) + (n_frames - 1) * (later_steps if opts.temporal else sum(n for _, n in plan))
+    def iters(p):
+        return sum(n * _n_tiles(opts, hw) for hw, n in p)
+    total = iters(plan) + (n_frames - 1) * (iters([(plan[-1][0], later_steps)]) if opts.temporal else iters(plan))
     autocast = autocast_for(device, opts.precision)
     memory_format = memory_format_for(device, opts.channels_last)
     history: Dict[str, List[torch.Tensor]] = {}
@@ -453,7 +468,9 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                 else:
                     c_eff = c_img
                 terms = blend_styles(model, styles, max(hw), t, c_img, opts.color, autocast, memory_format)
-                obj = Objective(model, c_eff, content, terms, weights, t, autocast, memory_format, temporal)
+                tiled = _tiled(opts, hw)
+                if not tiled:
+                    obj = Objective(model, c_eff, content, terms, weights, t, autocast, memory_format, temporal)
                 if x is None:
                     x = _init(opts, c_eff, styles, t, device)
                     if opts.color == "luminance":
@@ -462,8 +479,21 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                     x = resize(x, hw)
                 if t == 0:
                     scale_starts.append(counter[0])
-                x = _optimise(obj, x.detach().clone(), steps, opts, device, callback, interrupt, history,
-                              counter, total, k, len(frame_plan), hw, t, n_frames, color_src)
+                try:
+                    if tiled:
+                        x = _optimise_tiled(model, c_eff, content, terms, weights, t, autocast, memory_format, x,
+                                            steps, opts, device, callback, interrupt, history, counter, total, k,
+                                            len(frame_plan), hw, t, n_frames, color_src)
+                    else:
+                        x = _optimise(obj, x.detach().clone(), steps, opts, device, callback, interrupt, history,
+                                      counter, total, k, len(frame_plan), hw, t, n_frames, color_src)
+                        del obj
+                except torch.OutOfMemoryError:
+                    raise StylizeError(
+                        f"out of memory on {device} at {hw[1]}×{hw[0]} px. Lower the output size, set a tile size "
+                        f"(e.g. {max(256, max(hw) // 2)}) to optimise in tiles, lower the L-BFGS history, or use "
+                        "bf16 precision on a GPU.") from None
+                del terms
             out = colorlib.combine_luminance(x, color_src) if opts.color == "luminance" else x
             prev_out, prev_in = x.detach(), frame
             outputs.append(out.detach())
@@ -489,6 +519,8 @@ def _validate(model, content: ContentTarget, styles, opts: Options) -> None:
         raise StylizeError("init is 'image' but no init image was given")
     if opts.color not in COLOR_MODES:
         raise StylizeError(f"unknown colour mode {opts.color!r}; use one of {', '.join(COLOR_MODES)}")
+    if 0 < opts.tile_size < 64:
+        raise StylizeError(f"tile size {opts.tile_size} px is too small; use at least 64 px (0 turns tiling off)")
     check_layers(model.arch, content.layers)
     check_mask(content.mask, tuple(img.shape[-2:]), "content")
     for i, st in enumerate(styles):
@@ -517,8 +549,106 @@ def _init(opts: Options, content: torch.Tensor, styles: Sequence[StyleTarget], f
     return resize(init[min(frame, init.shape[0] - 1):][:1], hw)
 
 
+def _tiled(opts: Options, hw) -> bool:
+    return opts.tile_size > 0 and max(hw) > opts.tile_size
+
+
+def _n_tiles(opts: Options, hw) -> int:
+    return len(tile_boxes(hw, opts.tile_size, max(16, opts.tile_size // 4))) if _tiled(opts, hw) else 1
+
+
+def tile_boxes(hw: Tuple[int, int], tile: int, overlap: int) -> List[Tuple[int, int, int, int]]:
+    """Overlapping (y, x, h, w) boxes covering ``hw``, each at most ``tile`` px a side."""
+    def starts(n):
+        if n <= tile:
+            return [0]
+        k = math.ceil((n - overlap) / (tile - overlap))
+        step = (n - tile) / (k - 1)
+        return [int(round(i * step)) for i in range(k)]
+    return [(y, x, min(tile, hw[0]), min(tile, hw[1])) for y in starts(hw[0]) for x in starts(hw[1])]
+
+
+def _feather(h: int, w: int, box, hw, overlap: int, device) -> torch.Tensor:
+    """Blend weights for a tile: linear ramps over the overlap on sides that have a neighbour."""
+    y, x = box[0], box[1]
+    ry = torch.ones(h, device=device)
+    rx = torch.ones(w, device=device)
+    ramp = torch.linspace(0, 1, overlap + 2, device=device)[1:-1] if overlap > 0 else None
+    if ramp is not None:
+        if y > 0:
+            ry[:overlap] = ramp
+        if y + h < hw[0]:
+            ry[-overlap:] = torch.minimum(ry[-overlap:], ramp.flip(0))
+        if x > 0:
+            rx[:overlap] = ramp
+        if x + w < hw[1]:
+            rx[-overlap:] = torch.minimum(rx[-overlap:], ramp.flip(0))
+    return (ry[:, None] * rx[None, :])[None, None]
+
+
+def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, frame, autocast, memory_format,
+                    x: torch.Tensor, steps: int, opts: Options, device, callback, interrupt, history, counter,
+                    total, k, n_scales, hw, t, n_frames, color_src) -> torch.Tensor:
+    """One scale in overlapping tiles (block coordinate descent on the whole image's objective).
+
+    Each tile is warm-started from the image so far and optimised so that the Gram of the whole
+    mosaic — its own plus the other tiles' current statistics — matches the style targets: the
+    tiles share one set of style statistics and cannot drift apart, and a sky tile need not hold
+    every stroke of the painting. Overlaps are feathered, so no seams show. Memory: one tile's
+    activations plus a few Gram matrices per tile."""
+    tile = opts.tile_size
+    overlap = max(16, tile // 4)
+    boxes = tile_boxes(hw, tile, overlap)
+    x = x.detach().clone()
+    c_mask_full = _pick(content_t.mask, frame)
+    if c_mask_full is not None:
+        c_mask_full = resize_mask(c_mask_full, hw)
+    full_masks = [None if m is None else resize_mask(m, hw) for (_, _, m, _) in terms]
+
+    def tile_objective(box):
+        y0, x0, h, w = box
+        sl = (..., slice(y0, y0 + h), slice(x0, x0 + w))
+        tterms = [(layers, grams, None if fm is None else fm[sl[1:]], strength)
+                  for (layers, grams, _, strength), fm in zip(terms, full_masks)]
+        cm = None if c_mask_full is None else c_mask_full[sl[1:]]
+        return Objective(model, c_eff[sl], content_t, tterms, weights, frame, autocast, memory_format,
+                         content_mask=cm)
+
+    def tile_stats(obj, img):
+        """Per style term and layer: (mass·Gram, mass) of a tile's current image."""
+        with torch.no_grad():
+            feats = obj.features(img)
+        out = []
+        for layers, _, _, masks, _ in obj.style_terms:
+            d = {}
+            for n in layers:
+                m = masks[n] if masks else None
+                mass = float(feats[n].shape[-2] * feats[n].shape[-1]) if m is None else float(m.sum())
+                d[n] = (mass * gram(feats[n], m) if mass > 0 else 0.0, mass)
+            out.append(d)
+        return out
+
+    objs = [tile_objective(box) for box in boxes]
+    stats = [tile_stats(o, x[..., b[0]:b[0] + b[2], b[1]:b[1] + b[3]]) for o, b in zip(objs, boxes)]
+    for i, box in enumerate(boxes):
+        y0, x0, h, w = box
+        obj = objs[i]
+        obj.shared = [{n: (sum(s[ti][n][0] for j, s in enumerate(stats) if j != i),
+                           sum(s[ti][n][1] for j, s in enumerate(stats) if j != i),
+                           stats[i][ti][n][1]) for n in layers}
+                      for ti, (layers, _, _, _, _) in enumerate(obj.style_terms)]
+        xt = x[..., y0:y0 + h, x0:x0 + w].clone()
+        xt = _optimise(obj, xt, steps, opts, device, callback, interrupt, history, counter, total, k, n_scales,
+                       hw, t, n_frames, color_src, shown_full=(x, box))
+        wgt = _feather(h, w, box, hw, overlap, device)
+        x[..., y0:y0 + h, x0:x0 + w] = x[..., y0:y0 + h, x0:x0 + w] * (1 - wgt) + xt * wgt
+        stats[i] = tile_stats(obj, x[..., y0:y0 + h, x0:x0 + w])
+    del objs
+    return x
+
+
 def _optimise(obj: Objective, x: torch.Tensor, steps: int, opts: Options, device, callback, interrupt,
-              history, counter, total, k, n_scales, hw, t, n_frames, color_src) -> torch.Tensor:
+              history, counter, total, k, n_scales, hw, t, n_frames, color_src, shown_full=None) -> torch.Tensor:
     x.requires_grad_(True)
     if opts.optimizer == "lbfgs":
         opt = LBFGS(x, history_size=opts.history_size or default_history(x.numel(), device),
@@ -528,6 +658,10 @@ def _optimise(obj: Objective, x: torch.Tensor, steps: int, opts: Options, device
 
     def shown() -> torch.Tensor:
         img = x.detach()
+        if shown_full is not None:  # a tile: show it in place in the whole image
+            full, (y0, x0, h, w) = shown_full
+            img, full_img = full.clone(), img
+            img[..., y0:y0 + h, x0:x0 + w] = full_img
         return colorlib.combine_luminance(img, color_src) if opts.color == "luminance" else img.clone()
 
     for _ in range(steps):
