@@ -12,10 +12,8 @@ import comfy.model_management as mm
 import comfy.utils
 from comfy_api.latest import io
 
-from ..nst_core.image import ImageError, to_pil
-from ..nst_core.transfer import (COLOR_MODES, INITS, OPTIMIZERS, ContentTarget, LossWeights, Options,
-                                 StylizeError, stylize)
-from ..nst_core.weights import WeightsError
+from ..nst_core.image import to_pil
+from ..nst_core.transfer import COLOR_MODES, INITS, OPTIMIZERS, ContentTarget, LossWeights, Options, stylize
 from .convert import CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_to_image, image_to_core
 from .plot import loss_plot, pil_to_image
 
@@ -83,6 +81,9 @@ class Optimize(io.ComfyNode):
                 io.Int.Input("preview_interval", default=10, min=0, max=10000,
                              tooltip="Send a preview image every N iterations (0: progress only, no "
                                      "previews)."),
+                io.Int.Input("tile_size", default=d.tile_size, min=0, max=MAX_SIZE, optional=True,
+                             tooltip="For outputs too large for the device's memory: scales larger than "
+                                     "this are optimised in overlapping tiles (at least 64 px; 0: off)."),
                 Loss.Input("loss", optional=True,
                            tooltip=f"Optional: Neural Style: Loss Settings (default content {w.content:g}, "
                                    f"style {w.style:g}, tv {w.tv:g}, temporal {w.temporal:g})."),
@@ -98,7 +99,7 @@ class Optimize(io.ComfyNode):
 
     @classmethod
     def execute(cls, vgg, content, style, init, optimizer, steps, size, start_size, seed, color, temporal,
-                precision, preview_interval, loss=None, init_image=None):
+                precision, preview_interval, tile_size=0, loss=None, init_image=None):
         if not isinstance(content, ContentTarget):
             raise NeuralStyleError("content: connect the output of a Neural Style: Encode Content node")
         styles = list(style) if isinstance(style, (list, tuple)) else []
@@ -120,7 +121,6 @@ class Optimize(io.ComfyNode):
             pbar.update_absolute(info.iteration, info.total, preview)
 
         t0 = time.perf_counter()
-        result = None
         try:
             with torch.inference_mode(False), torch.enable_grad():
                 if device.type != "cpu":
@@ -131,21 +131,19 @@ class Optimize(io.ComfyNode):
                 s = [replace(st, image=_to(st.image, device), mask=_to(st.mask, device)) for st in styles]
                 opts = Options(size=int(size), steps=int(steps), start_size=int(start_size), optimizer=optimizer,
                                init=init, seed=int(seed), color=color, temporal=bool(temporal),
-                               precision=precision,
+                               precision=precision, tile_size=int(tile_size),
                                init_image=None if init_image is None else _to(image_to_core(init_image, "init_image"), device))
                 result = stylize(vgg, c, s, weights, opts, callback=on_step,
                                  interrupt=mm.throw_exception_if_processing_interrupted)
                 image = core_to_image(result.image, mm.intermediate_device())
             plot = pil_to_image(loss_plot(result.history, result.scale_starts))
-        except (StylizeError, WeightsError, ImageError) as e:
-            raise NeuralStyleError(f"Neural Style Optimize: {e}") from None
-        except torch.OutOfMemoryError:
+        except NeuralStyleError:
+            raise
+        except torch.OutOfMemoryError:  # outside the loop (the core reports those itself)
             raise NeuralStyleError(
-                f"Neural Style Optimize: out of memory on {device} at size {size}. Lower 'size', use "
-                "precision fp16/bf16, or the adam optimizer (smaller memory).") from None
-        except ValueError as e:  # e.g. a layer that VGG16 does not have
-            if isinstance(e, NeuralStyleError):
-                raise
+                f"Neural Style Optimize: out of memory on {device} at size {size}. Lower 'size', set "
+                "'tile_size', or use precision fp16/bf16.") from None
+        except ValueError as e:  # StylizeError, WeightsError, ImageError, a layer VGG16 lacks...
             raise NeuralStyleError(f"Neural Style Optimize: {e}") from None
         finally:
             vgg.to("cpu")
