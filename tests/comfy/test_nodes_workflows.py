@@ -62,7 +62,7 @@ def test_example_workflow_runs(nst_pack, object_info, path):
         inputs = node["inputs"]
         # Shipped defaults stay modest, so that a CPU user sees a result in about a minute.
         assert inputs["size"] <= 384 and inputs["steps"] <= 200
-        inputs.update(steps=3, start_size=0, size=SMALL if inputs["size"] else 0)
+        inputs.update(steps=6, start_size=0, size=SMALL if inputs["size"] else 0)
     for node in prompt.values():  # stock scalers feeding size-0 Optimize nodes: scale down too
         if node["class_type"] == "ImageScale":
             w, h = node["inputs"]["width"], node["inputs"]["height"]
