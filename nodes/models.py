@@ -63,7 +63,7 @@ def resolve(choice: str) -> Path:
 
 
 def load_model(choice: str, pooling: str = "max", convention: str = "auto") -> VGGFeatures:
-    """A VGG on the CPU, cached by (file, mtime, size, pooling, convention).
+    """A VGG on the CPU (load_vgg builds it there), cached by (file, mtime, size, pooling, convention).
 
     Built outside inference mode: ComfyUI runs nodes under ``torch.inference_mode()``, and
     parameters created there could not take part in the optimisation's autograd graph."""
@@ -78,7 +78,6 @@ def load_model(choice: str, pooling: str = "max", convention: str = "auto") -> V
     with torch.inference_mode(False):
         model = load_vgg(DEFAULT if choice == DEFAULT_CHOICE else path, pooling=pooling,
                          convention=None if convention == "auto" else convention)
-    model.to("cpu")
     log.info("loaded %s (%s, %s pooling, %s convention)", model.source, model.arch, pooling, model.convention)
     _cache[key] = model
     while len(_cache) > _CACHE_SIZE:
