@@ -202,6 +202,7 @@ class Objective:
                  weights: LossWeights, frame: int, autocast, memory_format,
                  temporal: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, content_mask=None):
         self.model, self.weights, self.autocast, self.memory_format = model, weights, autocast, memory_format
+        hw = tuple(content.shape[-2:])
         # Tiles: per style term and layer, (mass-weighted Gram sum of the other tiles, their mass,
         # this tile's mass); None for a whole image.
         self.shared = None
