@@ -74,7 +74,7 @@ class LossWeights:
 @dataclass
 class Options:
     size: int = 512                 # long side of the output in pixels (0: the content's own size)
-    steps: int = 300                # iterations at the first (coarsest) scale
+    steps: int = 100                # iterations at the first (coarsest) scale
     start_size: int = 256           # first scale's long side; >= size gives a single-scale run
     scale_ratio: float = math.sqrt(2.0)
     step_decay: float = 0.5         # each finer scale gets this fraction of the previous one's steps

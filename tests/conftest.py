@@ -8,12 +8,24 @@ import pytest
 import torch
 
 HERE = Path(__file__).resolve().parent
-for p in (str(HERE.parent), str(HERE)):   # the repo (for nst_core) and tests/ (for testlib)
-    if p not in sys.path:
-        sys.path.insert(0, p)
+if str(HERE.parent) not in sys.path:   # the repo, for nst_core (last: its nodes/ must not shadow ComfyUI's nodes.py)
+    sys.path.append(str(HERE.parent))
 
 import nst_core  # noqa: E402
-from testlib import shared_image  # noqa: E402
+
+
+def _load_testlib():
+    """Register tests/testlib.py as module ``testlib`` without putting tests/ on sys.path: there,
+    the package tests/comfy would shadow ComfyUI's own ``comfy`` (which has no __init__.py)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("testlib", HERE / "testlib.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["testlib"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+shared_image = (sys.modules.get("testlib") or _load_testlib()).shared_image
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
