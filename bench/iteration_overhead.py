@@ -138,7 +138,7 @@ def main(argv=None) -> int:
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--sizes", default="256,512", help="comma-separated long sides in px")
     p.add_argument("--iters", type=int, default=60,
-                   help="measured iterations per size (our L-BFGS history, 50 pairs, is full from iteration 51)")
+                   help="measured iterations per size (our L-BFGS history, 20 pairs by default, is full from iteration 21)")
     p.add_argument("--warmup", type=int, default=5, help="iterations before measuring (not counted)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
