@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import harness
-from nst_prompts import WORKFLOWS, fit, sample_array, to_array
+from nst_prompts import WORKFLOWS, fit, to_array
 
 WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.json"))
 SMALL = 64  # px, long side, for CI
@@ -32,24 +32,34 @@ def test_workflow_has_a_real_thumbnail(path):
     assert arr.std() > 20, "thumbnail is (nearly) blank"
 
 
-def _content_size(prompt, optimize) -> tuple:
-    """(w, h) of the image that reaches the Optimize node's content input."""
+def _content_frames(res, prompt, optimize) -> np.ndarray:
+    """The IMAGE that reached the Optimize node's Encode Content, as ComfyUI passed it: [N, H, W, 3]
+    (N > 1: video frames), whatever made it (a sample, a stock scaler, crops joined in a batch)."""
     encode = prompt[optimize["inputs"]["content"][0]]
-    src = prompt[encode["inputs"]["image"][0]]
-    if src["class_type"] == "ImageScale":
-        return src["inputs"]["width"], src["inputs"]["height"]
-    assert src["class_type"] == "NeuralStyleSampleImage", src
+    origin, slot = encode["inputs"]["image"]
+    return res.node_outputs(origin)[slot][0].cpu().numpy()
+
+
+def _resized(frame: np.ndarray, size) -> np.ndarray:
+    """One frame as float RGB 0..1, resized (PIL bicubic) to (w, h), like sample_array."""
     from PIL import Image
 
-    with Image.open(WORKFLOWS.parent / "assets" / "samples" / src["inputs"]["sample"]) as im:
-        return im.size
+    im = Image.fromarray(np.clip(frame * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return np.asarray(im.resize(size, Image.BICUBIC), dtype=np.float32) / 255.0
 
 
-def _content_sample(prompt, optimize) -> str:
-    link = prompt[optimize["inputs"]["content"][0]]["inputs"]["image"]
-    while prompt[link[0]]["class_type"] != "NeuralStyleSampleImage":
-        link = prompt[link[0]]["inputs"]["image"]
-    return prompt[link[0]]["inputs"]["sample"]
+def _animation(res, node_id):
+    """(frame count, (w, h)) of the one animated file a SaveAnimatedWEBP node wrote."""
+    import os
+
+    import folder_paths
+    from PIL import Image
+
+    (item,) = res.ui_outputs[node_id]["images"]
+    path = os.path.join(folder_paths.get_directory_by_type(item.get("type", "output")),
+                        item.get("subfolder", ""), item["filename"])
+    with Image.open(path) as im:
+        return getattr(im, "n_frames", 1), im.size
 
 
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
@@ -69,12 +79,16 @@ def test_example_workflow_runs(nst_pack, object_info, path):
             node["inputs"]["width"], node["inputs"]["height"] = fit((w, h), SMALL)
     res = nst_pack.execute_prompt(prompt)
 
-    optimize = optimizers[0]
-    expected = fit(_content_size(prompt, optimize), SMALL)
-    content = sample_array(_content_sample(prompt, optimize), expected)
+    frames = _content_frames(res, prompt, optimizers[0])
+    expected = fit((frames.shape[2], frames.shape[1]), SMALL)
+    contents = [_resized(f, expected) for f in frames]
     saves = [nid for nid, n in prompt.items() if n["class_type"] == "SaveImage"]
     assert saves
     for nid in saves:
-        (img,) = res.images(nid)
-        assert img.size == expected
-        assert np.abs(to_array(img) - content).mean() > 0.02, f"{path.stem}: output looks like the content"
+        images = res.images(nid)
+        assert len(images) == len(contents), f"{path.stem}: one image per content frame"
+        for img, content in zip(images, contents):
+            assert img.size == expected
+            assert np.abs(to_array(img) - content).mean() > 0.02, f"{path.stem}: output looks like the content"
+    for nid in [nid for nid, n in prompt.items() if n["class_type"] == "SaveAnimatedWEBP"]:
+        assert _animation(res, nid) == (len(contents), expected), f"{path.stem}: animation frames"
