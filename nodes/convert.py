@@ -7,14 +7,13 @@ reaches nst_core is cloned here outside inference mode, so it is an ordinary ten
 """
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional
 
 import torch
 
 from comfy_api.latest import io
 
-from ..nst_core.vgg import layer_names
+from ..nst_core.vgg import parse_layers as core_parse_layers
 
 # Socket types of this pack (prefixed so they never clash with another pack's).
 Model = io.Custom("NST_MODEL")
@@ -23,9 +22,6 @@ Style = io.Custom("NST_STYLE")
 Loss = io.Custom("NST_LOSS")
 
 CATEGORY = "style_transfer"
-# VGG16's names are a subset of VGG19's; the core checks against the loaded model's own list.
-LAYER_NAMES = layer_names("vgg19")
-_KNOWN = set(LAYER_NAMES)
 
 
 class NeuralStyleError(ValueError):
@@ -33,34 +29,11 @@ class NeuralStyleError(ValueError):
 
 
 def parse_layers(text: Optional[str], what: str) -> Dict[str, float]:
-    """``"relu4_2"`` or ``"relu4_2:1, relu3_1:0.5"`` → ``{"relu4_2": 1.0, "relu3_1": 0.5}``."""
-    out: Dict[str, float] = {}
-    for part in (text or "").replace(";", ",").replace("\n", ",").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        name, sep, w = part.partition(":")
-        name = name.strip().lower()
-        try:
-            weight = float(w) if sep else 1.0
-        except ValueError:
-            raise NeuralStyleError(f"{what} layers: bad weight in {part!r}; write a layer name or "
-                                   "name:weight, e.g. relu4_2 or relu3_1:0.5") from None
-        if name not in _KNOWN:
-            raise NeuralStyleError(
-                f"{what} layers: unknown layer {name!r}. Valid names are convX_Y, reluX_Y and poolX "
-                f"of VGG19 ({LAYER_NAMES[0]} … {LAYER_NAMES[-1]}), e.g. relu4_2")
-        if not math.isfinite(weight) or weight < 0:
-            raise NeuralStyleError(f"{what} layers: the weight of {name} is {w.strip()}; "
-                                   "layer weights must be finite and ≥ 0")
-        if name in out:
-            raise NeuralStyleError(f"{what} layers: {name} is listed twice; list each layer once")
-        out[name] = weight
-    if not out:
-        raise NeuralStyleError(f"{what} layers: none given; list at least one layer, e.g. relu4_2")
-    if not any(w > 0 for w in out.values()):
-        raise NeuralStyleError(f"{what} layers: every weight is 0; give at least one layer a positive weight")
-    return out
+    """``"relu4_2"`` or ``"relu4_2:1, relu3_1:0.5"`` → ``{"relu4_2": 1.0, "relu3_1": 0.5}`` (nst_core's parser)."""
+    try:
+        return core_parse_layers(text, what)
+    except ValueError as e:
+        raise NeuralStyleError(str(e)) from None
 
 
 def layers_problem(text: Optional[str], what: str):

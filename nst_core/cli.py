@@ -10,28 +10,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import torch
 
 from . import transfer as st
 from .image import ImageError, load_image, save_image
-from .vgg import CONVENTIONS
+from .vgg import CONVENTIONS, parse_layers
 from .weights import DEFAULT, WeightsError, convert_to_safetensors, download_torchvision, load_vgg
-
-
-def _layers(text: str) -> Dict[str, float]:
-    """``relu1_1,relu2_1:0.5`` → {relu1_1: 1.0, relu2_1: 0.5}."""
-    out: Dict[str, float] = {}
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, w = part.partition(":")
-        try:
-            out[name.strip()] = float(w) if w else 1.0
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"bad layer weight in {part!r}; write name or name:weight") from None
-    if not out:
-        raise argparse.ArgumentTypeError("give at least one layer")
-    return out
 
 
 def _floats(text: str) -> List[float]:
@@ -60,9 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, default=w.content)
     p.add_argument("--style-weight", type=float, default=w.style)
     p.add_argument("--tv-weight", type=float, default=w.tv)
-    p.add_argument("--content-layers", type=_layers, default=dict(st.DEFAULT_CONTENT_LAYERS),
+    p.add_argument("--content-layers", default=",".join(st.DEFAULT_CONTENT_LAYERS),
                    help="comma-separated layer[:weight] list")
-    p.add_argument("--style-layers", type=_layers, default=dict(st.DEFAULT_STYLE_LAYERS),
+    p.add_argument("--style-layers", default=",".join(st.DEFAULT_STYLE_LAYERS),
                    help="comma-separated layer[:weight] list")
     p.add_argument("--style-blend-weights", type=_floats, default=None,
                    help="relative weight of each style image, comma-separated (default: equal)")
@@ -134,6 +120,8 @@ def run_stylize(args) -> int:
         raise FileExistsError(f"{out} already exists; use --overwrite to replace it, or choose another name")
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise ImageError(f"unsupported output type {out.suffix!r}; use .png, .jpg or .webp")
+    content_layers = parse_layers(args.content_layers, "content")
+    style_layers = parse_layers(args.style_layers, "style")
     content = load_image(args.content)
     styles = [load_image(s) for s in args.styles]
     blend = args.style_blend_weights or [1.0] * len(styles)
@@ -149,9 +137,9 @@ def run_stylize(args) -> int:
                       init_image=init_image, seed=args.seed, color=args.color, precision=args.precision,
                       tile_size=args.tile_size)
     weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight)
-    targets = [st.StyleTarget(s, layers=args.style_layers, weight=b, scale=args.style_scale)
+    targets = [st.StyleTarget(s, layers=style_layers, weight=b, scale=args.style_scale)
                for s, b in zip(styles, blend)]
-    result = st.stylize(model, st.ContentTarget(content, layers=args.content_layers), targets, weights, opts,
+    result = st.stylize(model, st.ContentTarget(content, layers=content_layers), targets, weights, opts,
                         callback=None if args.quiet else ProgressBar())
     save_image(result.image.cpu(), out, overwrite=args.overwrite)
     if not args.quiet:

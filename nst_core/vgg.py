@@ -7,7 +7,8 @@ torchvision's ``vgg19().features``, so a torchvision checkpoint's ``features.N.w
 """
 from __future__ import annotations
 
-from typing import Dict, Iterable, List, Sequence, Tuple
+import math
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -60,6 +61,41 @@ def check_layers(arch: str, layers: Iterable[str]) -> None:
         raise ValueError(
             f"unknown layer name(s) {', '.join(map(repr, bad))} for {arch}; "
             f"valid names are {known[0]} … {known[-1]} (convX_Y, reluX_Y, poolX)")
+
+
+def parse_layers(text: Optional[str], what: str = "") -> Dict[str, float]:
+    """``"relu4_2"`` or ``"relu4_2:1, relu3_1:0.5"`` → ``{"relu4_2": 1.0, "relu3_1": 0.5}``.
+
+    Names are checked against VGG19's (VGG16's are a subset; ``check_layers`` checks the loaded
+    model's own list). Raises ``ValueError`` with a message that names the problem.
+    """
+    what = f"{what} layers" if what else "layers"
+    known = layer_names("vgg19")
+    out: Dict[str, float] = {}
+    for part in (text or "").replace(";", ",").replace("\n", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        name, sep, w = part.partition(":")
+        name = name.strip().lower()
+        try:
+            weight = float(w) if sep else 1.0
+        except ValueError:
+            raise ValueError(f"{what}: bad weight in {part!r}; write a layer name or "
+                             "name:weight, e.g. relu4_2 or relu3_1:0.5") from None
+        if name not in known:
+            raise ValueError(f"{what}: unknown layer {name!r}. Valid names are convX_Y, reluX_Y and poolX "
+                             f"of VGG19 ({known[0]} … {known[-1]}), e.g. relu4_2")
+        if not math.isfinite(weight) or weight < 0:
+            raise ValueError(f"{what}: the weight of {name} is {w.strip()}; layer weights must be finite and ≥ 0")
+        if name in out:
+            raise ValueError(f"{what}: {name} is listed twice; list each layer once")
+        out[name] = weight
+    if not out:
+        raise ValueError(f"{what}: none given; list at least one layer, e.g. relu4_2")
+    if not any(w > 0 for w in out.values()):
+        raise ValueError(f"{what}: every weight is 0; give at least one layer a positive weight")
+    return out
 
 
 class VGGFeatures(nn.Module):
