@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
-import torch.nn.functional as F
 
 from . import color as colorlib
 from .image import fit_size, resize
@@ -312,7 +311,6 @@ def style_image_at(st: StyleTarget, out_long: int, content_img: torch.Tensor, co
 def blend_styles(model, styles: Sequence[StyleTarget], out_long: int, frame: int, content_img: torch.Tensor,
                  color: str, autocast, memory_format):
     """Style terms for one scale: unmasked styles blended into one target, masked ones separate."""
-    device = content_img.device
     per_style = []
     for st in styles:
         img = style_image_at(st, out_long, content_img, color)
@@ -453,30 +451,24 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                 c_img = resize(frame, hw)
                 temporal = None
                 if t > 0 and opts.temporal:
-                    dy, dx = estimate_shift(resize(prev_in, hw), c_img)
+                    prev_small = resize(prev_in, hw)
+                    dy, dx = estimate_shift(prev_small, c_img)
                     warped, valid = shift_image(prev_out, dy, dx)
-                    moved_in, _ = shift_image(resize(prev_in, hw), dy, dx)
+                    moved_in, _ = shift_image(prev_small, dy, dx)
                     # Stable where the input, moved by the global shift, did not change.
                     same = torch.exp(-((moved_in - c_img).abs().mean(1, keepdim=True) / 0.05) ** 2)
                     tmask = valid * same
                     base = _init(opts, c_img, styles, t, device) if opts.init != "content" else c_img
-                    x = warped * valid + base * (1 - valid)
-                    if opts.color == "luminance":
-                        x = colorlib.gray3(colorlib.luminance(x))
+                    x = _as_seen(warped * valid + base * (1 - valid), opts)
                     temporal = (warped.detach(), tmask.detach())
                 color_src = c_img
-                if opts.color == "luminance":
-                    c_eff = colorlib.gray3(colorlib.luminance(c_img))
-                else:
-                    c_eff = c_img
+                c_eff = _as_seen(c_img, opts)
                 terms = blend_styles(model, styles, max(hw), t, c_img, opts.color, autocast, memory_format)
                 tiled = _tiled(opts, hw)
                 if not tiled:
                     obj = Objective(model, c_eff, content, terms, weights, t, autocast, memory_format, temporal)
                 if x is None:
-                    x = _init(opts, c_eff, styles, t, device)
-                    if opts.color == "luminance":
-                        x = colorlib.gray3(colorlib.luminance(x))
+                    x = _as_seen(_init(opts, c_eff, styles, t, device), opts)
                 elif tuple(x.shape[-2:]) != hw:
                     x = resize(x, hw)
                 if t == 0:
@@ -501,6 +493,11 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
             outputs.append(out.detach())
     hist = {k: torch.stack(v).float().cpu().tolist() for k, v in history.items()}
     return Result(torch.cat(outputs), hist, scale_starts, [hw for hw, _ in plan])
+
+
+def _as_seen(image: torch.Tensor, opts: Options) -> torch.Tensor:
+    """The image as the optimiser works on it: grey luminance in luminance mode, else as it is."""
+    return colorlib.gray3(colorlib.luminance(image)) if opts.color == "luminance" else image
 
 
 def _validate(model, content: ContentTarget, styles, opts: Options) -> None:

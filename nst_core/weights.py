@@ -15,7 +15,6 @@ import hashlib
 import importlib.util
 import os
 import re
-import shutil
 import tempfile
 import urllib.request
 from pathlib import Path
