@@ -56,12 +56,12 @@ class LBFGS:
             alphas = []
             for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
                 a = rho * torch.dot(s, q)
-                q = q - a * y
+                q.addcmul_(y, a, value=-1.0)   # q -= a·y in one pass, no temporaries
                 alphas.append(a)
-            d = self.P(q) * self.gamma
+            d = self.P(q).mul_(self.gamma)
             for (s, y, rho), a in zip(zip(self.s, self.y, self.rho), reversed(alphas)):
                 b = rho * torch.dot(y, d)
-                d = d + s * (a - b)
+                d.addcmul_(s, a - b)
         self.prev_x = x.flatten().float().clone()
         self.prev_g = g
         with torch.no_grad():

@@ -10,7 +10,7 @@
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -23,37 +23,115 @@ STYLE_SCALE = 1.0
 TV_SCALE = 1000.0
 
 
+def as_matrix(features: torch.Tensor) -> Tuple[torch.Tensor, bool]:
+    """``[B, C, H, W]`` → ``(M, nhwc)``: ``M`` is ``[B, C, N]``, or ``[B, N, C]`` for channels_last
+    features (``nhwc``), so it is a view in either memory format and never a copy."""
+    b, c, h, w = features.shape
+    if not features.is_contiguous() and features.is_contiguous(memory_format=torch.channels_last):
+        return features.permute(0, 2, 3, 1).reshape(b, h * w, c), True
+    return features.reshape(b, c, h * w), False
+
+
+def from_matrix(m: torch.Tensor, shape, nhwc: bool) -> torch.Tensor:
+    """Inverse of :func:`as_matrix` (a view)."""
+    b, c, h, w = shape
+    return m.reshape(b, h, w, c).permute(0, 3, 1, 2) if nhwc else m.reshape(b, c, h, w)
+
+
+def _gram_mm(f: torch.Tensor, fw: torch.Tensor, nhwc: bool) -> torch.Tensor:
+    """``fw·fᵀ`` (``[B, C, C]``) for either layout of :func:`as_matrix`."""
+    return torch.bmm(f.transpose(1, 2), fw) if nhwc else torch.bmm(fw, f.transpose(1, 2))
+
+
+def _weighted(f: torch.Tensor, mask: Optional[torch.Tensor], nhwc: bool):
+    """``(F·diag(w), s)``: the mask-weighted features and the positions' total weight."""
+    n = f.shape[1] if nhwc else f.shape[2]
+    if mask is None:
+        return f, float(n)
+    m = mask.reshape(-1, n, 1) if nhwc else mask.reshape(-1, 1, n)
+    # The mask's sum is a constant of the image, so it is fine outside any graph.
+    return f * m.to(f.dtype), m.float().sum((1, 2), keepdim=True).clamp_min(EPS)
+
+
 class _Gram(torch.autograd.Function):
     """``G = F·diag(w)·Fᵀ / s`` with a one-matmul backward, ``dF = (dG + dGᵀ)·F·diag(w) / s``
     (autograd's generic matmul backward would do two)."""
 
     @staticmethod
-    def forward(ctx, f, w, s):
-        fw = f if w is None else f * w
+    def forward(ctx, f, fw, s, nhwc):
         ctx.save_for_backward(fw)
-        ctx.s = s
-        return torch.bmm(fw, f.transpose(1, 2)) / s
+        ctx.s, ctx.nhwc = s, nhwc
+        return _gram_mm(f, fw, nhwc) / s
 
     @staticmethod
     def backward(ctx, grad):
         (fw,) = ctx.saved_tensors
-        return torch.bmm(grad + grad.transpose(1, 2), fw) / ctx.s, None, None
+        sym = (grad + grad.transpose(1, 2)) / ctx.s      # scale the small C×C matrix, not C×N
+        return (torch.bmm(fw, sym) if ctx.nhwc else torch.bmm(sym, fw)), None, None, None
 
 
 def gram(features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Gram matrix ``[B, C, C]`` of ``[B, C, H, W]`` features, averaged over (mask-weighted) positions.
+    """Gram matrix ``[B, C, C]`` (fp32) of ``[B, C, H, W]`` features, averaged over (mask-weighted) positions.
 
-    ``mask`` is ``[H, W]`` or ``[B, 1, H, W]`` in 0..1; positions are weighted by it.
+    ``mask`` is ``[H, W]`` or ``[B, 1, H, W]`` in 0..1; positions are weighted by it. Either memory
+    format works without a copy; reduced-precision features are taken to fp32 first (this path
+    keeps the autograd graph and is used for small maps; see :class:`GramGradient` for the rest).
     """
-    b, c, h, w = features.shape
-    f = features.reshape(b, c, h * w)
+    f, nhwc = as_matrix(features)
     if f.dtype not in (torch.float32, torch.float64):
-        f = f.float()  # reduced-precision features: Grams and losses in fp32
-    if mask is None:
-        return _Gram.apply(f, None, float(h * w))
-    m = mask.reshape(-1, 1, h * w).to(f)
-    # The mask's sum is a constant of the image, so it is fine outside the graph.
-    return _Gram.apply(f, m, m.sum(-1, keepdim=True).clamp_min(EPS))
+        f = f.float()
+    # F·diag(w) is a constant for the backward (which gives f its whole gradient): keep it out of the graph.
+    fw, s = _weighted(f.detach(), mask, nhwc)
+    return _Gram.apply(f, fw, s, nhwc)
+
+
+class GramGradient:
+    """Adds Gram losses' gradients to a feature map's gradient inside the backward pass, fused.
+
+    For a feature map that deeper layers also consume, autograd would compute ``dF`` of each Gram
+    loss as a new tensor and add it to the gradient from above (two full-size passes over
+    memory, three with the scaling). Here the loss is evaluated on a detached Gram, ``dL/dG``
+    (C×C) is taken by autograd on that small graph, and a hook on the features adds
+    ``(dG + dGᵀ)·F·diag(w) / s`` to the incoming gradient with one ``baddbmm``, in the
+    features' own memory format and precision (bf16 features: the products run in bf16 with
+    fp32 accumulation; the Gram itself is returned in fp32).
+    """
+
+    def __init__(self, features: torch.Tensor):
+        self.features = features
+        self.parts = []   # (leaf Gram, F·diag(w) as a matrix, s)
+
+    def gram(self, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """The (mask-weighted) Gram of the features as an fp32 leaf that requires grad."""
+        f, self.nhwc = as_matrix(self.features.detach())
+        fw, s = _weighted(f, mask, self.nhwc)
+        g = (_gram_mm(f, fw, self.nhwc).float() / s).requires_grad_(True)
+        self.parts.append((g, fw, s))
+        return g
+
+    def attach(self, loss: torch.Tensor) -> None:
+        """Route ``loss``'s gradient (a function of the Grams from :meth:`gram`) into the backward."""
+        grams = [g for g, _, _ in self.parts]
+        dgs = torch.autograd.grad(loss, grams, allow_unused=True)
+        parts = [(((dg + dg.transpose(1, 2)) / s).to(fw.dtype), fw)
+                 for dg, (_, fw, s) in zip(dgs, self.parts) if dg is not None]
+        self.parts = []
+        if not parts or not self.features.requires_grad:
+            return
+        shape, nhwc, dtype = self.features.shape, self.nhwc, parts[0][1].dtype
+        fmt = torch.channels_last if nhwc else torch.contiguous_format
+
+        def hook(grad: torch.Tensor) -> torch.Tensor:
+            g, g_nhwc = as_matrix(grad)
+            if g_nhwc != nhwc:   # the gradient came in the other memory format (rare): use the features'
+                g, _ = as_matrix(grad.contiguous(memory_format=fmt))
+            g = g.to(dtype)
+            for k, (sym, fw) in enumerate(parts):
+                a, b = (fw, sym) if nhwc else (sym, fw)
+                g = torch.baddbmm(g, a, b) if k == 0 else g.baddbmm_(a, b)
+            parts.clear()   # the graph (and so this hook) may outlive the backward: drop the features
+            return from_matrix(g, shape, nhwc).to(grad.dtype)
+        self.features.register_hook(hook)
 
 
 def relative_mse(x: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,

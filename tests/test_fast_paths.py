@@ -1,0 +1,169 @@
+"""The fast paths give the same objective and gradient as the plain autograd path.
+
+- Fused Gram gradients (losses.GramGradient, a hook per tapped layer) against autograd through
+  ``gram`` on every layer, with and without region masks, in both memory formats.
+- channels_last and bf16 autocast against fp32 NCHW (same values; gradients equal up to the
+  reduced precision and max-pool tie-breaking).
+- The L-BFGS two-loop with in-place updates against a textbook two-loop.
+- ``auto`` precision/memory format resolve to what the device supports.
+"""
+import contextlib
+import gc
+import weakref
+
+import pytest
+import torch
+
+import nst_core
+from nst_core import losses, transfer as T
+from nst_core.lbfgs import LBFGS
+
+
+def _objective(vgg, content, style, masked, autocast=contextlib.nullcontext, memory_format=None):
+    if masked:
+        m = torch.zeros(content.shape[-2:])
+        m[:, : content.shape[-1] // 2] = 1
+        styles = [nst_core.StyleTarget(style, mask=m), nst_core.StyleTarget(style.flip(-1), mask=1 - m, weight=0.5)]
+    else:
+        styles = [nst_core.StyleTarget(style)]
+    terms = T.blend_styles(vgg, styles, max(content.shape[-2:]), 0, content, "none", autocast, memory_format)
+    return T.Objective(vgg, content, nst_core.ContentTarget(content), terms, nst_core.LossWeights(), 0,
+                       autocast, memory_format)
+
+
+def _loss_and_grad(obj, x):
+    x = x.clone().requires_grad_(True)
+    loss, terms = obj(x)
+    (g,) = torch.autograd.grad(loss, x)
+    return float(loss.detach()), {k: float(v.detach()) for k, v in terms.items()}, g
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("memory_format", [None, torch.channels_last])
+def test_fused_gram_gradient_equals_autograd(vgg, content96, style96, masked, memory_format):
+    obj = _objective(vgg, content96, style96, masked, memory_format=memory_format)
+    assert obj.fusable, "the default layers must use the fused path"
+    torch.manual_seed(0)
+    x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
+    obj.fuse = True
+    l1, t1, g1 = _loss_and_grad(obj, x)
+    obj.fuse = False
+    l0, t0, g0 = _loss_and_grad(obj, x)
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    assert t1["style"] == pytest.approx(t0["style"], rel=1e-5)
+    assert float((g1 - g0).norm() / g0.norm()) < 1e-4
+
+
+def test_fused_gradient_matches_finite_difference(vgg, content96, style96):
+    """Independent of autograd: the directional derivative along a random direction."""
+    obj = _objective(vgg, content96, style96, masked=True)
+    torch.manual_seed(1)
+    x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0.05, 0.95).double().float()
+    _, _, g = _loss_and_grad(obj, x)
+    d = torch.randn_like(x)
+    d = d / d.norm()
+    eps = 1e-2
+    with torch.no_grad():
+        fd = (obj(x + eps * d)[0] - obj(x - eps * d)[0]) / (2 * eps)
+    assert float((g * d).sum()) == pytest.approx(float(fd), rel=0.05)
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_fused_hook_adds_the_gradient_and_releases_the_features(memory_format):
+    torch.manual_seed(5)
+    base = torch.randn(2, 4, 5, 6).contiguous(memory_format=memory_format).requires_grad_(True)
+    mask = torch.rand(5, 6)
+
+    def loss_of(g1, g2):
+        return ((g1 - 0.3) ** 2).sum() + 0.5 * (g2 ** 3).sum()
+
+    feats = base * 2
+    gg = losses.GramGradient(feats)
+    g1, g2 = gg.gram(), gg.gram(mask)
+    fw_ref = weakref.ref(gg.parts[1][1])
+    gg.attach(loss_of(g1, g2))
+    downstream = (feats ** 2).sum()     # the deeper layers' share of the gradient
+    downstream.backward()               # `downstream` keeps the graph (and the hook) referenced
+    gc.collect()
+    assert fw_ref() is None, "the hook still holds the features after the backward"
+
+    ref_base = base.detach().clone().requires_grad_(True)
+    f = ref_base * 2
+    (loss_of(losses.gram(f), losses.gram(f, mask)) + (f ** 2).sum()).backward()
+    assert torch.allclose(base.grad, ref_base.grad, rtol=1e-4, atol=1e-5)
+
+
+def test_channels_last_and_bf16_match_fp32(vgg, content96, style96):
+    torch.manual_seed(2)
+    x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
+    ref = _loss_and_grad(_objective(vgg, content96, style96, False), x)
+    cl = _loss_and_grad(_objective(vgg, content96, style96, False, memory_format=torch.channels_last), x)
+    bf = _loss_and_grad(_objective(vgg, content96, style96, False, T.autocast_for(torch.device("cpu"), "bf16"),
+                                   torch.channels_last), x)
+    assert cl[0] == pytest.approx(ref[0], rel=1e-4)
+    assert bf[0] == pytest.approx(ref[0], rel=0.03)
+    cos_cl = float((cl[2] * ref[2]).sum() / (cl[2].norm() * ref[2].norm()))
+    cos_bf = float((bf[2] * ref[2]).sum() / (bf[2].norm() * ref[2].norm()))
+    # Max-pool ties (ReLU zeros) may route a gradient to another position of the window: not exact.
+    assert cos_cl > 0.99
+    assert cos_bf > 0.97
+
+
+def test_gram_layouts_agree():
+    torch.manual_seed(3)
+    f = torch.randn(1, 8, 6, 7)
+    m = torch.rand(6, 7)
+    for mask in (None, m):
+        a = losses.gram(f, mask)
+        b = losses.gram(f.contiguous(memory_format=torch.channels_last), mask)
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def _textbook_direction(g, S, Y):
+    """-H·g by the classic two-loop recursion with H0 = γI (γ from the newest pair)."""
+    q = g.clone()
+    alphas = []
+    for s, y in zip(reversed(S), reversed(Y)):
+        a = torch.dot(s, q) / torch.dot(y, s)
+        q = q - a * y
+        alphas.append(a)
+    r = q * (torch.dot(S[-1], Y[-1]) / torch.dot(Y[-1], Y[-1]))
+    for (s, y), a in zip(zip(S, Y), reversed(alphas)):
+        b = torch.dot(y, r) / torch.dot(y, s)
+        r = r + s * (a - b)
+    return -r
+
+
+def test_lbfgs_two_loop_matches_textbook():
+    """On a convex quadratic inside the box, our in-place two-loop gives the textbook step."""
+    torch.manual_seed(4)
+    n = 40
+    A = torch.randn(n, n)
+    A = A @ A.T / n + torch.eye(n)
+    x = (0.5 + 0.01 * torch.randn(n)).view(1, 1, 5, 8)
+    opt = LBFGS(x, history_size=4, lo=-1e9, hi=1e9)
+    S, Y = [], []
+    prev = None
+    for k in range(8):
+        xf = x.flatten().clone()
+        g = A @ (xf - 0.3)
+        if prev is not None:
+            S.append(xf - prev[0])
+            Y.append(g - prev[1])
+            S, Y = S[-4:], Y[-4:]
+        expected = _textbook_direction(g, S, Y) if S else None
+        opt.step(g.view_as(x))
+        if expected is not None:
+            assert torch.allclose(x.flatten() - xf, expected, rtol=1e-4, atol=1e-7)
+        prev = (xf, g)
+
+
+def test_auto_settings_resolve_per_device():
+    cpu = torch.device("cpu")
+    assert T.resolve_precision(cpu, "fp32") == "fp32"
+    assert T.resolve_precision(cpu, "auto") == ("bf16" if T.cpu_has_fast_bf16() else "fp32")
+    assert T.memory_format_for(cpu, "auto") is torch.channels_last
+    assert T.memory_format_for(cpu, "off") is None
+    assert T.memory_format_for(torch.device("mps"), "auto") is None
+    with pytest.raises(nst_core.StylizeError, match="precision"):
+        T.autocast_for(cpu, "fp8")
