@@ -85,6 +85,16 @@ def machine_info(device: str = "cpu", threads: Optional[int] = None) -> Dict[str
         "commit": git_commit(),
     }
     try:
+        from nst_core import transfer as tr
+        dev = torch.device(device)
+        fmt = tr.memory_format_for(dev, "auto")
+        info["our automatic settings"] = (f"precision {tr.resolve_precision(dev, 'auto')}, "
+                                          f"{'channels_last' if fmt is not None else 'NCHW'}"
+                                          + (f" (CPU with AMX bf16: {'yes' if tr.cpu_has_fast_bf16() else 'no'})"
+                                             if dev.type == "cpu" else ""))
+    except Exception:
+        pass
+    try:
         info["load_avg_at_start"] = "%.2f %.2f %.2f" % os.getloadavg()
     except OSError:
         pass
@@ -496,13 +506,20 @@ def mapped_weights(metric: Metric) -> Tuple[float, float, Dict[str, float], Dict
 # Schedules
 
 def parse_schedule(text: str, size: int) -> Dict[str, object]:
-    """``START[@RATIO]:N1,N2,...`` → Options fields; START ≤ 1 is a fraction of the size.
+    """``START[@RATIO]:N1,N2,...[+PRECISION]`` → Options fields; START ≤ 1 is a fraction of the size.
 
     ``default`` is Options()' own schedule; ``START >= size`` (or ``single:N``) is one scale.
-    Examples at 512 px: ``single:300``, ``256:150,80,40``, ``0.5@2:150,60``, ``128:100,60,40,30,20``.
+    Examples at 512 px: ``single:300``, ``256:150,80,40``, ``0.5@2:150,60``, ``128:100,60,40,30,20``,
+    ``default+fp32`` (the default schedule in fp32 whatever the device's automatic precision).
     """
     from nst_core import Options
-    text = text.strip()
+    text, _, precision = text.strip().partition("+")
+    if precision:   # SCHEDULE+PRECISION, e.g. default+fp32
+        if precision not in ("auto", "fp32", "bf16", "fp16"):
+            raise ValueError(f"bad precision {precision!r} in schedule {text}+{precision}: use auto, fp32, bf16 or fp16")
+        fields = parse_schedule(text, size)
+        fields["precision"] = precision
+        return fields
     d = Options()
     if text == "default":
         return {"start_size": d.start_size, "scale_ratio": d.scale_ratio, "scale_steps": None, "steps": d.steps}

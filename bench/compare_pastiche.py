@@ -2,8 +2,10 @@
 """nst_core against pastiche 1.6.0 on the same machine, in one run.
 
 Part 1, speed (--sizes, default 256,512,1024): seconds per iteration and peak memory of
-  - ours: nst_core.stylize, one scale, L-BFGS, default layers (StepInfo callback timestamps);
-  - bare: the frozen VGG, forward to relu5_1 and backward to the image (the floor for any Gatys loop);
+  - ours: nst_core.stylize, one scale, L-BFGS, default layers and automatic precision/memory format
+    (StepInfo callback timestamps);
+  - bare: the frozen VGG, forward to relu5_1 and backward to the image, same precision and format
+    (the floor for any Gatys loop);
   - pastiche: its CLI (``python -m pastiche``) at the same --size, per-step time from the moments
     its per-step lines arrive (after a warm-up, so start-up and target computation are excluded).
   Each measurement runs in its own process, so the peak RSS (VmHWM; CUDA: max_memory_allocated)
@@ -45,7 +47,8 @@ HERE = Path(__file__).resolve().parent
 # From the exploration at 128 px (bench/README.md): half-size starts reach pastiche's objective in
 # 70–85 full-size-equivalent iterations, one scale needs 115–145; meeting both of pastiche's terms
 # takes the content weight × 16 over the strict mapping. The last entry is the strict mapping.
-DEFAULT_SCHEDULES = ["0.5@2:100,60", "0.5:100,50,50", "default", "single:300", "0.5@2:100,60/mapped"]
+DEFAULT_SCHEDULES = ["default", "single:300", "0.5@2:100,60", "default+fp32", "single:300+fp32",
+                     "0.5@2:100,60/mapped"]
 DEFAULT_WEIGHTS = ["mapped:16"]
 QUICK_SCHEDULES = ["single:40", "0.5@2:30,10", "0.5@2:30,10/mapped"]
 
@@ -99,8 +102,9 @@ def worker_bare_speed(cfg):
     opts = nc.Options(size=cfg["size"], start_size=cfg["size"])
     (hw, _), = nc.plan_scales(tuple(content.shape[-2:]), opts)
     deepest = max(set(nc.DEFAULT_CONTENT_LAYERS) | set(nc.DEFAULT_STYLE_LAYERS), key=lambda n: model.index[n])
-    autocast = tr.autocast_for(device, opts.precision)
     memory_format = tr.memory_format_for(device, opts.channels_last)
+    # The same runtime model as our loop (bf16 copy with weights cast once where that is the setting).
+    model, autocast = tr.runtime_model(model, device, opts)
     x = nc.resize(content.to(device), hw).clone().requires_grad_(True)
     rss0 = bl.current_rss_mib()
     clock = bl.Clock(device)
@@ -584,20 +588,30 @@ def write_report(r: Runner, info: dict, speed: list, ttq: dict) -> None:
         for row in speed:
             o, b, p = row["ours"], row["bare"], row["pastiche"]
             hw = o.get("hw", [0, 0])
+            above = "–"
+            if not cuda and o.get("rss_after_load_mib") and b.get("rss_after_load_mib"):
+                # What the run itself added to the process (torch, the model and the images excluded).
+                above = (f"{(o[mem_key] - o['rss_after_load_mib']) / (b[mem_key] - b['rss_after_load_mib']):.2f}")
             rows.append([f"{row['size']} ({hw[1]}×{hw[0]})", o["s_per_it"], b["s_per_it"],
                          f"{o['s_per_it'] / b['s_per_it']:.3f}", p["s_per_it"], f"{p['s_per_it'] / o['s_per_it']:.2f}",
                          f"{o.get(mem_key, float('nan')):.0f}", f"{b.get(mem_key, float('nan')):.0f}",
-                         f"{p.get(mem_key, float('nan')):.0f}"])
+                         f"{p.get(mem_key, float('nan')):.0f}", above])
         lines += ["## Seconds per iteration and peak memory", "",
                   bl.md_table(["size px (W×H)", "ours s/it", "bare VGG s/it", "ours/bare", "pastiche s/it",
-                               "pastiche/ours", f"ours {mem_label}", f"bare {mem_label}", f"pastiche {mem_label}"], rows),
+                               "pastiche/ours", f"ours {mem_label}", f"bare {mem_label}", f"pastiche {mem_label}",
+                               "ours/bare memory above load"], rows),
                   "",
                   f"Mean over {a.iters} iterations after {a.warmup} warm-up iteration(s), each program in its own process. "
-                  "*ours*: `nst_core.stylize`, one scale, L-BFGS, default layers; *bare*: the frozen VGG's forward to "
-                  "relu5_1 and backward to the image, nothing else (the floor for any Gatys loop); *pastiche*: its CLI "
+                  "*ours*: `nst_core.stylize`, one scale, L-BFGS, default layers and automatic settings "
+                  f"({info.get('our automatic settings', 'see Machine')}); *bare*: the frozen VGG's forward to "
+                  "relu5_1 and backward to the image with the same precision and memory format, nothing else (the "
+                  "floor for any Gatys loop); *pastiche*: its CLI (fp32) "
                   "at the same `--size`, timed by the arrival of its per-step lines (start-up and targets excluded). "
                   "Memory is the whole process' high-water mark (" + ("`torch.cuda.max_memory_allocated`" if cuda
-                                                                     else "VmHWM, includes ~300 MiB of torch itself") + ").",
+                                                                     else "VmHWM, includes ~300 MiB of torch itself") + ")"
+                  + ("" if cuda else "; *ours/bare memory above load*: each peak minus the process' RSS once torch, the "
+                     "model and the images were loaded, i.e. what one optimisation step needs over what one bare "
+                     "forward+backward needs") + ".",
                   ""]
     if ttq:
         p, tgt = ttq["pastiche"], ttq["target"]

@@ -31,34 +31,37 @@ from bench.benchlib import (DEFAULT_CONTENT, DEFAULT_STYLE, Cache, Clock, fmt_du
 
 
 def precision_label(device, precision: str) -> str:
-    import torch
-    if precision != "auto":
-        return precision
-    return "bf16 autocast" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    from nst_core import transfer as tr
+    p = tr.resolve_precision(device, precision)
+    fmt = "channels_last" if tr.memory_format_for(device, "auto") is not None else "NCHW"
+    return p + f", {fmt}" + (" (automatic)" if precision == "auto" else "")
 
 
 def deepest_layer(model, layers) -> str:
     return max(layers, key=lambda n: model.index[n])
 
 
-def measure_size(model, size: int, iters: int, warmup: int, device, content, style, history: int) -> dict:
+def measure_size(model, size: int, iters: int, warmup: int, device, content, style, history: int,
+                 precision: str = "auto") -> dict:
     import torch
     import nst_core as nc
     from nst_core import transfer as tr
 
-    opts = nc.Options(size=size, start_size=size, steps=warmup + iters, optimizer="lbfgs", history_size=history)
+    opts = nc.Options(size=size, start_size=size, steps=warmup + iters, optimizer="lbfgs", history_size=history,
+                      precision=precision)
     (hw, _), = nc.plan_scales(tuple(content.shape[-2:]), opts)
     layers = set(nc.DEFAULT_CONTENT_LAYERS) | set(nc.DEFAULT_STYLE_LAYERS)
     deepest = deepest_layer(model, layers)
-    # The bare pass uses what our loop uses on this device (bf16 autocast / channels_last on CUDA).
-    autocast = tr.autocast_for(device, opts.precision)
+    # The bare pass runs what our loop runs: the same memory format and the same runtime model
+    # (a bf16 copy with its weights cast once, where bf16 is the setting).
     memory_format = tr.memory_format_for(device, opts.channels_last)
+    bare_model, autocast = tr.runtime_model(model, device, opts)
     bare_x = nc.resize(content.to(device), hw).clone().requires_grad_(True)
 
     def bare_pass():
         x = bare_x if memory_format is None else bare_x.contiguous(memory_format=memory_format)
         with autocast():
-            y = model(x, [deepest])[deepest]
+            y = bare_model(x, [deepest])[deepest]
         (g,) = torch.autograd.grad(y.float().sum(), bare_x)
         return g
 
@@ -143,6 +146,8 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--history", type=int, default=0, help="L-BFGS history (0: our memory-aware default)")
+    p.add_argument("--precisions", default="auto,fp32",
+                   help="comma-separated: auto (the default fast path: bf16 on CUDA and on CPUs with AMX), fp32, bf16")
     p.add_argument("--content", default=str(DEFAULT_CONTENT))
     p.add_argument("--style", default=str(DEFAULT_STYLE))
     p.add_argument("--out", default=None, help="also write the markdown table to this file")
@@ -160,25 +165,28 @@ def main(argv=None) -> int:
     info = machine_info(args.device, args.threads)
     log("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     cache = Cache(args.state, args.fresh)
     model = nc.load_vgg(device=device)
     content, style = nc.load_image(args.content), nc.load_image(args.style)
     log(f"estimated duration: about {fmt_duration(estimate(model, device, sizes, args, content))} "
         "(2 passes per iteration, scaled by pixels from a 128 px calibration)")
     rows, results = [], []
-    for size in sizes:
+    for precision, size in [(p, z) for p in precisions for z in sizes]:
         config = {"size": size, "iters": args.iters, "warmup": args.warmup, "threads": torch.get_num_threads(),
                   "device": str(device), "history": args.history, "content": args.content, "style": args.style,
-                  "cpu": info["cpu"], "torch": info["torch"], "commit": info["commit"]}
-        res = cache.get(f"overhead_{size}_{device.type}", config)
+                  "cpu": info["cpu"], "torch": info["torch"], "commit": info["commit"],
+                  "precision": precision}
+        res = cache.get(f"overhead_{size}_{device.type}_{precision}", config)
         if res is not None:
             log(f"{size}px: reusing the finished measurement in {args.state} (--fresh to redo)")
         else:
             log(f"{size}px: {args.warmup} warm-up + {args.iters} measured iterations, interleaved with bare passes")
             t0 = time.perf_counter()
-            res = measure_size(model, size, args.iters, args.warmup, device, content, style, args.history)
+            res = measure_size(model, size, args.iters, args.warmup, device, content, style, args.history,
+                               precision)
             res["wall_s"] = time.perf_counter() - t0
-            cache.put(f"overhead_{size}_{device.type}", config, res)
+            cache.put(f"overhead_{size}_{device.type}_{precision}", config, res)
         results.append(res)
         if "ratio_full_history" in res:
             note = (f"; with a full L-BFGS history ({res['full_history_iters']} its from iteration "
@@ -189,23 +197,27 @@ def main(argv=None) -> int:
                     f"{res['history_full_from_iteration']}: raise --iters for the steady state)")
         log(f"{size}px ({res['hw'][1]}×{res['hw'][0]}): ours {res['ours_s']:.4f} s/it, bare {res['bare_s']:.4f} s/it, "
             f"ratio {res['ratio']:.3f} (medians {res['ratio_median']:.3f}){note}")
-        rows.append([f"{size} ({res['hw'][1]}×{res['hw'][0]})", res["ours_s"], res["bare_s"], f"{res['ratio']:.3f}",
+        rows.append([res["precision"], f"{size} ({res['hw'][1]}×{res['hw'][0]})", res["ours_s"], res["bare_s"], f"{res['ratio']:.3f}",
                      f"{res['ratio_median']:.3f}", res["iters"],
                      f"{res['ratio_full_history']:.3f} ({res['full_history_iters']} its)" if "ratio_full_history" in res
                      else "–", res["history"]])
-    table = md_table(["size px (W×H)", "ours s/it (a)", f"bare VGG fwd+bwd to {results[0]['deepest']} s/it (b)",
+    table = md_table(["precision, memory format", "size px (W×H)", "ours s/it (a)", f"bare VGG fwd+bwd to {results[0]['deepest']} s/it (b)",
                       "ratio (a)/(b)", "ratio of medians", "measured its", "ratio, full L-BFGS history",
                       "L-BFGS history"], rows)
     verdict = ""
     if device.type == "cpu":
-        worst = max(max(r["ratio"], r.get("ratio_full_history", 0.0)) for r in results)
-        verdict = (f"\nTarget on CPU: ratio <= 1.10 — {'met' if worst <= 1.10 else 'NOT met'} "
-                   f"(worst {worst:.3f}, counting the full-history ratio where measured).")
+        lines = []
+        for label in dict.fromkeys(r["precision"] for r in results):
+            rs = [r for r in results if r["precision"] == label]
+            worst = max(max(r["ratio"], r.get("ratio_full_history", 0.0)) for r in rs)
+            lines.append(f"- {label}: {'met' if worst <= 1.10 else 'NOT met'} (worst {worst:.3f}, counting the "
+                         "full-history ratio where measured)")
+        verdict = "\nTarget on CPU: ratio <= 1.10\n\n" + "\n".join(lines)
     text = (f"## Iteration overhead: our loop vs a bare VGG forward+backward\n\n{machine_md(info)}\n\n{table}\n"
             f"{verdict}\n\n(a) nst_core.stylize, one scale, L-BFGS, default layers/weights, time between "
             f"StepInfo callbacks after {args.warmup} warm-up iteration(s); (b) the same frozen VGG, forward to the "
-            f"deepest default layer and backward to the image, interleaved one-for-one with (a) in the same "
-            f"process. Precision: {results[0]['precision']}.\n")
+            f"deepest default layer and backward to the image, with the same precision and memory format, "
+            f"interleaved one-for-one with (a) in the same process.\n")
     print()
     print(text)
     if args.out:

@@ -13,7 +13,8 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..nst_core.image import to_pil
-from ..nst_core.transfer import COLOR_MODES, INITS, OPTIMIZERS, ContentTarget, LossWeights, Options, stylize
+from ..nst_core.transfer import (COLOR_MODES, INITS, OPTIMIZERS, ContentTarget, LossWeights, Options,
+                                 drop_runtime_copy, stylize)
 from .convert import CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_to_image, image_to_core
 from .plot import loss_plot, pil_to_image
 
@@ -147,6 +148,8 @@ class Optimize(io.ComfyNode):
             raise NeuralStyleError(f"Neural Style Optimize: {e}") from None
         finally:
             vgg.to("cpu")
+            if device.type != "cpu":   # its bf16/fp16 copy stays on the GPU otherwise
+                drop_runtime_copy(vgg)
             c = s = opts = result = None  # noqa: F841 - drop device tensors before emptying the cache
             mm.soft_empty_cache()
         log.info("Neural Style: %d×%d px, %d frame(s) in %.1f s on %s", image.shape[2], image.shape[1],

@@ -32,12 +32,6 @@ def as_matrix(features: torch.Tensor) -> Tuple[torch.Tensor, bool]:
     return features.reshape(b, c, h * w), False
 
 
-def from_matrix(m: torch.Tensor, shape, nhwc: bool) -> torch.Tensor:
-    """Inverse of :func:`as_matrix` (a view)."""
-    b, c, h, w = shape
-    return m.reshape(b, h, w, c).permute(0, 3, 1, 2) if nhwc else m.reshape(b, c, h, w)
-
-
 def _gram_mm(f: torch.Tensor, fw: torch.Tensor, nhwc: bool) -> torch.Tensor:
     """``fw·fᵀ`` (``[B, C, C]``) for either layout of :func:`as_matrix`."""
     return torch.bmm(f.transpose(1, 2), fw) if nhwc else torch.bmm(fw, f.transpose(1, 2))
@@ -118,19 +112,21 @@ class GramGradient:
         self.parts = []
         if not parts or not self.features.requires_grad:
             return
-        shape, nhwc, dtype = self.features.shape, self.nhwc, parts[0][1].dtype
+        nhwc, dtype = self.nhwc, parts[0][1].dtype
         fmt = torch.channels_last if nhwc else torch.contiguous_format
 
         def hook(grad: torch.Tensor) -> torch.Tensor:
-            g, g_nhwc = as_matrix(grad)
-            if g_nhwc != nhwc:   # the gradient came in the other memory format (rare): use the features'
-                g, _ = as_matrix(grad.contiguous(memory_format=fmt))
-            g = g.to(dtype)
-            for k, (sym, fw) in enumerate(parts):
-                a, b = (fw, sym) if nhwc else (sym, fw)
-                g = torch.baddbmm(g, a, b) if k == 0 else g.baddbmm_(a, b)
+            # The gradient here is the engine's own buffer (a convolution's backward output, or
+            # the sum of several); adding in place saves a full-size allocation and copy. Anything
+            # unusual (another layout or dtype, an expanded or shared view) gets a fresh copy.
+            own = (grad.dtype == dtype and grad.is_contiguous(memory_format=fmt) and grad._base is None
+                   and as_matrix(grad)[1] == nhwc)
+            out = grad if own else grad.to(dtype).contiguous(memory_format=fmt).clone(memory_format=fmt)
+            g, _ = as_matrix(out)
+            for sym, fw in parts:
+                g.baddbmm_(*((fw, sym) if nhwc else (sym, fw)))
             parts.clear()   # the graph (and so this hook) may outlive the backward: drop the features
-            return from_matrix(g, shape, nhwc).to(grad.dtype)
+            return out if own else out.to(grad.dtype)
         self.features.register_hook(hook)
 
 

@@ -149,6 +149,9 @@ class VGGFeatures(nn.Module):
         check_layers(self.arch, wanted)
         last = max(self.index[n] for n in wanted)
         x = self.normalize(image)
+        w = self.features[0].weight
+        if w.dtype in (torch.bfloat16, torch.float16) and x.dtype != w.dtype:
+            x = x.to(w.dtype)   # a reduced-precision copy (transfer.runtime_model): normalised in fp32, then cast
         out: Dict[str, torch.Tensor] = {}
         for i in range(last + 1):
             x = self.features[i](x)
