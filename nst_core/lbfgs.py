@@ -26,49 +26,64 @@ class LBFGS:
         self.m = max(1, int(history_size))
         self.lo, self.hi = lo, hi
         self.first_step = first_step
-        self.s: List[torch.Tensor] = []
-        self.y: List[torch.Tensor] = []
-        self.rho: List[torch.Tensor] = []
+        # The history lives in two preallocated [m, n] ring buffers: no per-step allocation of
+        # full-size vectors (on the CPU that churn fragments the heap and raises the peak RSS).
+        self.S = self.Y = None
+        self.rho = torch.zeros(self.m, device=x.device)
+        self.count = 0          # pairs stored (≤ m)
+        self.newest = -1        # slot of the newest pair
         self.prev_x = None
         self.prev_g = None
+
+    def _slots(self) -> List[int]:
+        """Slots of the stored pairs, oldest first."""
+        return [(self.newest - i) % self.m for i in range(self.count - 1, -1, -1)]
 
     def step(self, grad: torch.Tensor) -> None:
         """Update ``self.x`` in place, given the gradient at the current ``self.x``."""
         x = self.x.detach()
         g = grad.detach().flatten().float()
+        xf = x.flatten().float()
         if self.prev_g is not None:
-            s = (x.flatten().float() - self.prev_x)
-            y = g - self.prev_g
+            if self.S is None:
+                self.S = torch.empty((self.m, g.numel()), device=g.device)
+                self.Y = torch.empty_like(self.S)
+            j = (self.newest + 1) % self.m
+            s, y = self.S[j], self.Y[j]
+            torch.sub(xf, self.prev_x, out=s)
+            torch.sub(g, self.prev_g, out=y)
             ys = torch.dot(y, s)
             ok = ys > 1e-10 * torch.dot(y, y).clamp_min(1e-30)
-            rho = torch.where(ok, 1.0 / ys.clamp_min(1e-30), torch.zeros_like(ys))
-            if len(self.s) == self.m:
-                self.s.pop(0), self.y.pop(0), self.rho.pop(0)
-            self.s.append(s), self.y.append(y), self.rho.append(rho)
+            self.rho[j] = torch.where(ok, 1.0 / ys.clamp_min(1e-30), torch.zeros_like(ys))
+            self.newest, self.count = j, min(self.count + 1, self.m)
             # Initial Hessian scale from the newest pair (kept from the last good one otherwise).
             gamma_new = ys / torch.dot(y, self.P(y)).clamp_min(1e-30)
             self.gamma = torch.where(ok, gamma_new, getattr(self, "gamma", gamma_new.new_ones(())))
         q = -g
-        if not self.s:
+        if self.count == 0:
             d = self.P(q)
             d = d * (self.first_step / d.abs().mean().clamp_min(1e-30))
         else:
+            slots = self._slots()
             alphas = []
-            for s, y, rho in zip(reversed(self.s), reversed(self.y), reversed(self.rho)):
-                a = rho * torch.dot(s, q)
-                q.addcmul_(y, a, value=-1.0)   # q -= a·y in one pass, no temporaries
+            for j in reversed(slots):
+                a = self.rho[j] * torch.dot(self.S[j], q)
+                q.addcmul_(self.Y[j], a, value=-1.0)   # q -= a·y in one pass, no temporaries
                 alphas.append(a)
             d = self.P(q).mul_(self.gamma)
-            for (s, y, rho), a in zip(zip(self.s, self.y, self.rho), reversed(alphas)):
-                b = rho * torch.dot(y, d)
-                d.addcmul_(s, a - b)
-        self.prev_x = x.flatten().float().clone()
+            for j, a in zip(slots, reversed(alphas)):
+                b = self.rho[j] * torch.dot(self.Y[j], d)
+                d.addcmul_(self.S[j], a - b)
+        if self.prev_x is None:
+            self.prev_x = xf.clone()
+        else:
+            self.prev_x.copy_(xf)
         self.prev_g = g
         with torch.no_grad():
             self.x.add_(d.view_as(self.x).to(self.x.dtype)).clamp_(self.lo, self.hi)
 
     def reset(self) -> None:
-        self.s.clear(), self.y.clear(), self.rho.clear()
+        self.count, self.newest = 0, -1
         self.prev_x = self.prev_g = None
 
 
