@@ -103,10 +103,10 @@ def worker_bare_speed(cfg):
     (hw, _), = nc.plan_scales(tuple(content.shape[-2:]), opts)
     deepest = max(set(nc.DEFAULT_CONTENT_LAYERS) | set(nc.DEFAULT_STYLE_LAYERS), key=lambda n: model.index[n])
     memory_format = tr.memory_format_for(device, opts.channels_last)
+    rss0 = bl.current_rss_mib()   # before the runtime copy, as for ours (stylize makes it)
     # The same runtime model as our loop (bf16 copy with weights cast once where that is the setting).
     model, autocast = tr.runtime_model(model, device, opts)
     x = nc.resize(content.to(device), hw).clone().requires_grad_(True)
-    rss0 = bl.current_rss_mib()
     clock = bl.Clock(device)
     marks = [clock.mark()]
     for i in range(warmup + iters):

@@ -431,10 +431,15 @@ def runtime_model(model: VGGFeatures, device: torch.device, opts: Options):
     cached = getattr(model, "_runtime_copy", None)
     if cached is None or cached[0] != key:
         with torch.inference_mode(False), torch.no_grad():
-            copy = VGGFeatures(model.arch, model.pooling, model.convention)
+            # Built on the meta device and filled from the model: no fp32 random init to throw away.
+            with torch.device("meta"):
+                copy = VGGFeatures(model.arch, model.pooling, model.convention)
+            copy = copy.to(dtype=dtype).to_empty(device=device)
             copy.load_state_dict(model.state_dict())
+            # The input normalisation stays fp32 (the image is normalised, then cast; see VGGFeatures).
+            copy.register_buffer("mean", model.mean.detach().to(device).clone(), persistent=False)
+            copy.register_buffer("std", model.std.detach().to(device).clone(), persistent=False)
             copy.source = model.source
-            copy = copy.to(device=device, dtype=dtype)
             if fmt is not None:
                 copy = copy.to(memory_format=fmt)
         object.__setattr__(model, "_runtime_copy", (key, copy))   # a plain attribute, not a submodule
