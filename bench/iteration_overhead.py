@@ -12,7 +12,7 @@ Target on CPU: ratio (a)/(b) <= 1.10.
 
 Each finished size is stored under --state, so a rerun skips it (use --fresh to measure again).
 
-    python bench/iteration_overhead.py                       # 256 and 512 px, ~4 min on 2 quiet cores
+    python bench/iteration_overhead.py                       # 256 and 512 px, auto + fp32, ~5 min on 2 quiet cores
     python bench/iteration_overhead.py --sizes 64,96 --iters 5 --warmup 2    # smoke run
     python bench/iteration_overhead.py --device cuda --out bench/results/overhead_cuda.md
 """
