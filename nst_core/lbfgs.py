@@ -11,7 +11,7 @@ Deviations from ``torch.optim.LBFGS`` (one line each):
 """
 from __future__ import annotations
 
-from typing import List
+from typing import List, Optional
 
 import math
 
@@ -23,6 +23,7 @@ class LBFGS:
                  first_step: float = 1.0 / 255.0, precondition=None):
         self.x = x
         self.P = precondition or (lambda v: v)
+        self._P_out = precondition is not None and getattr(precondition, "supports_out", False)
         self.m = max(1, int(history_size))
         self.lo, self.hi = lo, hi
         self.first_step = first_step
@@ -34,6 +35,13 @@ class LBFGS:
         self.newest = -1        # slot of the newest pair
         self.prev_x = None
         self.prev_g = None
+        self.q = self.d = None   # work vectors, kept: no per-step allocation
+
+    def _precond(self, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``P·v`` into ``out`` when the preconditioner supports it (the spectral one does)."""
+        if self._P_out:
+            return self.P(v, out=out)
+        return out.copy_(self.P(v))
 
     def _slots(self) -> List[int]:
         """Slots of the stored pairs, oldest first."""
@@ -57,12 +65,14 @@ class LBFGS:
             self.rho[j] = torch.where(ok, 1.0 / ys.clamp_min(1e-30), torch.zeros_like(ys))
             self.newest, self.count = j, min(self.count + 1, self.m)
             # Initial Hessian scale from the newest pair (kept from the last good one otherwise).
-            gamma_new = ys / torch.dot(y, self.P(y)).clamp_min(1e-30)
+            gamma_new = ys / torch.dot(y, self._precond(y, self.d)).clamp_min(1e-30)
             self.gamma = torch.where(ok, gamma_new, getattr(self, "gamma", gamma_new.new_ones(())))
-        q = -g
+        if self.q is None:
+            self.q, self.d = torch.empty_like(g), torch.empty_like(g)
+        q = torch.neg(g, out=self.q)
         if self.count == 0:
-            d = self.P(q)
-            d = d * (self.first_step / d.abs().mean().clamp_min(1e-30))
+            d = self._precond(q, self.d)
+            d.mul_(self.first_step / d.abs().mean().clamp_min(1e-30))
         else:
             slots = self._slots()
             alphas = []
@@ -70,7 +80,7 @@ class LBFGS:
                 a = self.rho[j] * torch.dot(self.S[j], q)
                 q.addcmul_(self.Y[j], a, value=-1.0)   # q -= a·y in one pass, no temporaries
                 alphas.append(a)
-            d = self.P(q).mul_(self.gamma)
+            d = self._precond(q, self.d).mul_(self.gamma)
             for j, a in zip(slots, reversed(alphas)):
                 b = self.rho[j] * torch.dot(self.Y[j], d)
                 d.addcmul_(self.S[j], a - b)
@@ -96,10 +106,21 @@ def spectral_preconditioner(shape, cap: float = 64.0):
     p = (math.sqrt(0.5) / f.clamp_min(1e-9)).clamp(max=cap)
     cache = {}
 
-    def apply(v: torch.Tensor) -> torch.Tensor:
+    def apply(v: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """``P·v``; with ``out`` (fp32, same size) the result and the spectrum go to kept buffers."""
         key = (v.device, v.dtype)
         if key not in cache:
             cache[key] = p.to(v.device)
         x = v.view(shape).float()
-        return torch.fft.irfft2(torch.fft.rfft2(x) * cache[key], s=(h, w)).reshape(-1).to(v.dtype)
+        if out is None:
+            return torch.fft.irfft2(torch.fft.rfft2(x) * cache[key], s=(h, w)).reshape(-1).to(v.dtype)
+        spec = cache.get(("spec", v.device))
+        if spec is None:
+            spec = cache[("spec", v.device)] = torch.fft.rfft2(x)
+        else:
+            torch.fft.rfft2(x, out=spec)
+        spec.mul_(cache[key])
+        torch.fft.irfft2(spec, s=(h, w), out=out.view(shape))
+        return out
+    apply.supports_out = True
     return apply

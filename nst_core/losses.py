@@ -133,22 +133,23 @@ class GramGradient:
 def relative_mse(x: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
                  norm: Optional[torch.Tensor] = None) -> torch.Tensor:
     """``mean(weight·(x - target)²) / mean(target²)`` (the normaliser may be given precomputed)."""
-    diff = (x.float() - target.float()).pow(2)
-    if weight is not None:
-        diff = diff * weight
     if norm is None:
         norm = target.float().pow(2).mean()
-    return diff.mean() / (norm + EPS)
+    if weight is None:   # fused: one temporary fewer than (x - t)² then mean
+        return F.mse_loss(x.float(), target.float()) / (norm + EPS)
+    return ((x.float() - target.float()).pow(2) * weight).mean() / (norm + EPS)
 
 
-def content_loss(features: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Relative MSE between feature maps; ``mask`` ([H, W], 0..1) restricts it to a region."""
+def content_loss(features: torch.Tensor, target: torch.Tensor, mask: Optional[torch.Tensor] = None,
+                 norm: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Relative MSE between feature maps; ``mask`` ([H, W], 0..1) restricts it to a region;
+    ``norm`` is ``mean(target²)`` when the caller keeps it (a constant of the target)."""
     if mask is None:
-        return relative_mse(features, target)
+        return relative_mse(features, target, norm=norm)
     m = mask.reshape(1, 1, *features.shape[-2:]).to(features)
     # Normalise by the masked region so a small region is not down-weighted by its size.
     frac = m.mean().clamp_min(EPS)
-    return relative_mse(features, target, weight=m) / frac
+    return relative_mse(features, target, weight=m, norm=norm) / frac
 
 
 def style_loss(features: torch.Tensor, target_gram: torch.Tensor, mask: Optional[torch.Tensor] = None,

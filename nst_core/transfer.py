@@ -233,6 +233,7 @@ class Objective:
         with torch.no_grad():
             feats = self.features(content)
         self.c_targets = {n: feats[n].detach().float() for n in self.c_layers}
+        self.c_norms = {n: t.pow(2).mean() for n, t in self.c_targets.items()}
         self.c_weight = weights.content * content_t.weight * CONTENT_SCALE
         self.temporal = temporal
 
@@ -248,7 +249,7 @@ class Objective:
         c = x.new_zeros((), dtype=torch.float32)
         for n, a in self.c_layers.items():
             m = self.c_mask[n] if self.c_mask else None
-            c = c + a * content_loss(feats[n], self.c_targets[n], m)
+            c = c + a * content_loss(feats[n], self.c_targets[n], m, self.c_norms[n])
         s = x.new_zeros((), dtype=torch.float32)
         style_w = self.weights.style * STYLE_SCALE
         # Layers that deeper ones also consume get their Gram losses' gradients through a fused hook
