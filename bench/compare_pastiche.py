@@ -682,7 +682,7 @@ def write_report(r: Runner, info: dict, speed: list, ttq: dict) -> None:
             f"{a.eval_every} iterations.",
             "- `full-size-equiv. its` weighs each iteration by its pixel count relative to the final scale: a "
             "machine-independent measure of the work.", "",
-            f"![loss against wall time](loss_vs_time.png)", "",
+            "![loss against wall time](loss_vs_time.png)", "",
             f"Images at {S} px: pastiche after {P} steps (`pastiche_{S}.jpg`) and ours (`ours_{S}.jpg`): "
             + (f"when `{best[1]['schedule']}` ({best[1].get('weights_mode')}) reached that quality." if best else
                (f"the last image of `{ttq['ours'][0]['schedule']}`, which did not reach it." if ttq["ours"] else "none.")),
@@ -703,7 +703,6 @@ def write_report(r: Runner, info: dict, speed: list, ttq: dict) -> None:
         loss_vs_time(r.out / "loss_vs_time.png", curves, tuple(tgt),
                      f"{S} px, {info['device']}, {info['threads']} threads: metric loss against wall time "
                      f"(circle: ours reaches pastiche's final values)")
-        import nst_core as nc
         bl.save_jpeg(bl.load_png01(ttq["final_png"]), r.out / f"pastiche_{S}.jpg")
         src = best[1]["image"] if best else (ttq["ours"][0]["image"] if ttq["ours"] else None)
         if src:
@@ -768,7 +767,6 @@ def main(argv=None) -> int:
     bl.exit_on_sigterm()
     r = Runner(args)
     r.out.mkdir(parents=True, exist_ok=True)
-    import torch
     bl.set_threads(args.threads)
     info = bl.machine_info(args.device, args.threads)
     log("machine: " + ", ".join(f"{k}={v}" for k, v in info.items()))

@@ -11,7 +11,7 @@ Deviations from ``torch.optim.LBFGS`` (one line each):
 """
 from __future__ import annotations
 
-from typing import List, Optional
+from typing import List
 
 import math
 
@@ -22,8 +22,8 @@ class LBFGS:
     def __init__(self, x: torch.Tensor, history_size: int = 20, lo: float = 0.0, hi: float = 1.0,
                  first_step: float = 1.0 / 255.0, precondition=None):
         self.x = x
-        self.P = precondition or (lambda v: v)
-        self._P_out = precondition is not None and getattr(precondition, "supports_out", False)
+        # ``P(v, out)`` writes P·v into the kept buffer ``out``; without a preconditioner, P = I.
+        self.P = precondition or (lambda v, out: out.copy_(v))
         self.m = max(1, int(history_size))
         self.lo, self.hi = lo, hi
         self.first_step = first_step
@@ -36,12 +36,6 @@ class LBFGS:
         self.prev_x = None
         self.prev_g = None
         self.q = self.d = None   # work vectors, kept: no per-step allocation
-
-    def _precond(self, v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """``P·v`` into ``out`` when the preconditioner supports it (the spectral one does)."""
-        if self._P_out:
-            return self.P(v, out=out)
-        return out.copy_(self.P(v))
 
     def _slots(self) -> List[int]:
         """Slots of the stored pairs, oldest first."""
@@ -65,13 +59,13 @@ class LBFGS:
             self.rho[j] = torch.where(ok, 1.0 / ys.clamp_min(1e-30), torch.zeros_like(ys))
             self.newest, self.count = j, min(self.count + 1, self.m)
             # Initial Hessian scale from the newest pair (kept from the last good one otherwise).
-            gamma_new = ys / torch.dot(y, self._precond(y, self.d)).clamp_min(1e-30)
+            gamma_new = ys / torch.dot(y, self.P(y, self.d)).clamp_min(1e-30)
             self.gamma = torch.where(ok, gamma_new, getattr(self, "gamma", gamma_new.new_ones(())))
         if self.q is None:
             self.q, self.d = torch.empty_like(g), torch.empty_like(g)
         q = torch.neg(g, out=self.q)
         if self.count == 0:
-            d = self._precond(q, self.d)
+            d = self.P(q, self.d)
             d.mul_(self.first_step / d.abs().mean().clamp_min(1e-30))
         else:
             slots = self._slots()
@@ -80,7 +74,7 @@ class LBFGS:
                 a = self.rho[j] * torch.dot(self.S[j], q)
                 q.addcmul_(self.Y[j], a, value=-1.0)   # q -= a·y in one pass, no temporaries
                 alphas.append(a)
-            d = self._precond(q, self.d).mul_(self.gamma)
+            d = self.P(q, self.d).mul_(self.gamma)
             for j, a in zip(slots, reversed(alphas)):
                 b = self.rho[j] * torch.dot(self.Y[j], d)
                 d.addcmul_(self.S[j], a - b)
@@ -106,14 +100,12 @@ def spectral_preconditioner(shape, cap: float = 64.0):
     p = (math.sqrt(0.5) / f.clamp_min(1e-9)).clamp(max=cap)
     cache = {}
 
-    def apply(v: torch.Tensor, out: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """``P·v``; with ``out`` (fp32, same size) the result and the spectrum go to kept buffers."""
+    def apply(v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """``P·v`` into ``out`` (fp32, same size); the spectrum goes to a kept buffer too."""
         key = (v.device, v.dtype)
         if key not in cache:
             cache[key] = p.to(v.device)
         x = v.view(shape).float()
-        if out is None:
-            return torch.fft.irfft2(torch.fft.rfft2(x) * cache[key], s=(h, w)).reshape(-1).to(v.dtype)
         spec = cache.get(("spec", v.device))
         if spec is None:
             spec = cache[("spec", v.device)] = torch.fft.rfft2(x)
@@ -122,5 +114,4 @@ def spectral_preconditioner(shape, cap: float = 64.0):
         spec.mul_(cache[key])
         torch.fft.irfft2(spec, s=(h, w), out=out.view(shape))
         return out
-    apply.supports_out = True
     return apply

@@ -406,13 +406,19 @@ def resolve_precision(device: torch.device, precision: str) -> str:
     return "fp32"
 
 
+def _reduced_dtype(precision: str) -> torch.dtype:
+    """bf16/fp16 → their dtype; anything else is refused with the valid choices."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        raise StylizeError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    return dtype
+
+
 def autocast_for(device: torch.device, precision: str):
     precision = resolve_precision(device, precision)
     if precision == "fp32":
         return contextlib.nullcontext
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if dtype is None:
-        raise StylizeError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    dtype = _reduced_dtype(precision)
     return lambda: torch.autocast(device_type=device.type, dtype=dtype)
 
 
@@ -424,9 +430,7 @@ def runtime_model(model: VGGFeatures, device: torch.device, opts: Options):
     precision = resolve_precision(device, opts.precision)
     if precision == "fp32":
         return model, contextlib.nullcontext
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if dtype is None:
-        raise StylizeError(f"unknown precision {precision!r}; use auto, fp32, bf16 or fp16")
+    dtype = _reduced_dtype(precision)
     fmt = memory_format_for(device, opts.channels_last)
     key = (dtype, fmt, str(device))
     cached = getattr(model, "_runtime_copy", None)
@@ -450,8 +454,7 @@ def runtime_model(model: VGGFeatures, device: torch.device, opts: Options):
 
 def drop_runtime_copy(model: VGGFeatures) -> None:
     """Free the reduced-precision copy :func:`runtime_model` keeps (e.g. before the GPU is reused)."""
-    if getattr(model, "_runtime_copy", None) is not None:
-        object.__setattr__(model, "_runtime_copy", None)
+    object.__setattr__(model, "_runtime_copy", None)
 
 
 def memory_format_for(device: torch.device, setting: str):
