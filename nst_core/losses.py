@@ -79,21 +79,28 @@ def gram(features: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.T
     return _Gram.apply(f, fw, s, nhwc)
 
 
-class GramGradient:
-    """Adds Gram losses' gradients to a feature map's gradient inside the backward pass, fused.
+class FusedGradient:
+    """Adds loss terms' gradients to a feature map's gradient inside the backward pass, fused.
 
-    For a feature map that deeper layers also consume, autograd would compute ``dF`` of each Gram
-    loss as a new tensor and add it to the gradient from above (two full-size passes over
-    memory, three with the scaling). Here the loss is evaluated on a detached Gram, ``dL/dG``
-    (C×C) is taken by autograd on that small graph, and a hook on the features adds
-    ``(dG + dGᵀ)·F·diag(w) / s`` to the incoming gradient with one ``baddbmm``, in the
-    features' own memory format and precision (bf16 features: the products run in bf16 with
-    fp32 accumulation; the Gram itself is returned in fp32).
+    For a feature map that deeper layers also consume, autograd would compute ``dF`` of each
+    loss term as a new tensor and add it to the gradient from above (two or three full-size
+    passes each, and slow ones when the two gradients differ in layout or precision). Here the
+    terms are evaluated outside the graph and one hook on the features adds their gradients to
+    the incoming one in place, in the features' own memory format and precision:
+
+    - Gram terms (:meth:`gram`): the loss is evaluated on a detached Gram, ``dL/dG`` (C×C) is
+      taken by autograd on that small graph, and the hook adds ``(dG + dGᵀ)·F·diag(w) / s`` with
+      one ``baddbmm`` (bf16 features: bf16 products with fp32 accumulation; Grams are fp32);
+    - content terms (:meth:`content`): ``c·mean(m·(F - T)²)`` has the gradient ``2c·m·(F - T)/n``;
+      the difference is kept from the forward and added with one ``add_``.
+
+    The deepest tapped layer cannot use this: the graph must reach it for the hook to fire.
     """
 
     def __init__(self, features: torch.Tensor):
         self.features = features
-        self.parts = []   # (leaf Gram, F·diag(w) as a matrix, s)
+        self.parts = []    # (leaf Gram, F·diag(w) as a matrix, s)
+        self.direct = []   # (F - T, scale): content terms' gradients are scale·(F - T)
 
     def gram(self, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The (mask-weighted) Gram of the features as an fp32 leaf that requires grad."""
@@ -103,16 +110,41 @@ class GramGradient:
         self.parts.append((g, fw, s))
         return g
 
-    def attach(self, loss: torch.Tensor) -> None:
-        """Route ``loss``'s gradient (a function of the Grams from :meth:`gram`) into the backward."""
-        grams = [g for g, _, _ in self.parts]
-        dgs = torch.autograd.grad(loss, grams, allow_unused=True)
-        parts = [(((dg + dg.transpose(1, 2)) / s).to(fw.dtype), fw)
-                 for dg, (_, fw, s) in zip(dgs, self.parts) if dg is not None]
-        self.parts = []
-        if not parts or not self.features.requires_grad:
+    def content(self, target: torch.Tensor, weight: float, mask: Optional[torch.Tensor] = None,
+                norm: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """:func:`content_loss` of the features (a detached fp32 scalar); ``weight`` is the factor
+        the caller will multiply it by, so that the gradient added in the backward is the weighted one."""
+        f = self.features.detach()
+        if norm is None:
+            norm = target.float().pow(2).mean()
+        d = f - target.to(f.dtype)
+        denom = (norm.float() + EPS) * d.numel()
+        if mask is None:
+            loss = torch.linalg.vector_norm(d, dtype=torch.float32).pow(2) / denom
+            scale = 2.0 * weight / denom                        # a 0-dim tensor: no host sync
+        else:
+            m = mask.reshape(1, 1, *f.shape[-2:]).to(torch.float32)
+            denom = denom * m.mean().clamp_min(EPS)   # normalised by the region, as content_loss
+            loss = (d.float().pow(2) * m).sum() / denom
+            scale = m * (2.0 * weight / denom)        # [1, 1, H, W]
+        self.direct.append((d, scale if scale.dim() == 0 else scale.to(f.dtype)))
+        return loss
+
+    def attach(self, loss: Optional[torch.Tensor] = None) -> None:
+        """Route the gradients of the content terms, and of ``loss`` (a function of the Grams from
+        :meth:`gram`), into the backward pass."""
+        parts = []
+        if self.parts and loss is not None:
+            grams = [g for g, _, _ in self.parts]
+            dgs = torch.autograd.grad(loss, grams, allow_unused=True)
+            parts = [(((dg + dg.transpose(1, 2)) / s).to(fw.dtype), fw)
+                     for dg, (_, fw, s) in zip(dgs, self.parts) if dg is not None]
+        direct, self.parts, self.direct = self.direct, [], []
+        if (not parts and not direct) or not self.features.requires_grad:
             return
-        nhwc, dtype = self.nhwc, parts[0][1].dtype
+        feats = self.features
+        dtype = feats.dtype
+        nhwc = as_matrix(feats)[1]
         fmt = torch.channels_last if nhwc else torch.contiguous_format
 
         def hook(grad: torch.Tensor) -> torch.Tensor:
@@ -125,9 +157,12 @@ class GramGradient:
             g, _ = as_matrix(out)
             for sym, fw in parts:
                 g.baddbmm_(*((fw, sym) if nhwc else (sym, fw)))
+            for d, scale in direct:
+                out.addcmul_(d, scale)
             parts.clear()   # the graph (and so this hook) may outlive the backward: drop the features
+            direct.clear()
             return out if own else out.to(grad.dtype)
-        self.features.register_hook(hook)
+        feats.register_hook(hook)
 
 
 def relative_mse(x: torch.Tensor, target: torch.Tensor, weight: Optional[torch.Tensor] = None,
@@ -158,11 +193,37 @@ def style_loss(features: torch.Tensor, target_gram: torch.Tensor, mask: Optional
     return relative_mse(gram(features, mask), target_gram, norm=norm)
 
 
+class _TV(torch.autograd.Function):
+    """``mean(dx²) + mean(dy²)`` with a hand-written backward: the differences are kept from the
+    forward and scattered into one gradient buffer (autograd's slice backwards would allocate a
+    zero image per slice and add them up)."""
+
+    @staticmethod
+    def forward(ctx, image):
+        dx = image[..., :, 1:] - image[..., :, :-1]
+        dy = image[..., 1:, :] - image[..., :-1, :]
+        ctx.save_for_backward(dx, dy)
+        ctx.shape = image.shape
+        acc = torch.float64 if image.dtype == torch.float64 else torch.float32
+        return (torch.linalg.vector_norm(dx, dtype=acc).pow(2) / max(dx.numel(), 1)
+                + torch.linalg.vector_norm(dy, dtype=acc).pow(2) / max(dy.numel(), 1))
+
+    @staticmethod
+    def backward(ctx, grad):
+        dx, dy = ctx.saved_tensors
+        sdx = dx * (grad * (2.0 / max(dx.numel(), 1))).to(dx.dtype)
+        sdy = dy * (grad * (2.0 / max(dy.numel(), 1))).to(dy.dtype)
+        g = sdx.new_zeros(ctx.shape)
+        g[..., :, 1:] += sdx
+        g[..., :, :-1] -= sdx
+        g[..., 1:, :] += sdy
+        g[..., :-1, :] -= sdy
+        return g
+
+
 def tv_loss(image: torch.Tensor) -> torch.Tensor:
     """Mean squared difference between horizontally and vertically neighbouring pixels."""
-    dx = image[..., :, 1:] - image[..., :, :-1]
-    dy = image[..., 1:, :] - image[..., :-1, :]
-    return dx.float().pow(2).mean() + dy.float().pow(2).mean()
+    return _TV.apply(image)
 
 
 def resize_mask(mask: torch.Tensor, size) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch
 from . import color as colorlib
 from .image import fit_size, resize
 from .lbfgs import LBFGS, spectral_preconditioner
-from .losses import (CONTENT_SCALE, STYLE_SCALE, TV_SCALE, GramGradient, content_loss, gram, relative_mse,
+from .losses import (CONTENT_SCALE, STYLE_SCALE, TV_SCALE, FusedGradient, content_loss, gram, relative_mse,
                      resize_mask, tv_loss)
 from .vgg import VGGFeatures, check_layers
 
@@ -220,11 +220,11 @@ class Objective:
             self.style_terms.append((_normalised(layers), grams, norms, masks, strength))
         self.layers = sorted(set(self.c_layers) | {n for t in self.style_terms for n in t[0]},
                              key=lambda n: model.index[n])
-        # Style layers whose Gram gradients can be fused into the backward: all but the deepest
-        # layer, unless a content term keeps that one in the graph too.
-        deepest = self.layers[-1]
-        self.fusable = {n for t in self.style_terms for n in t[0]
-                        if n != deepest or deepest in self.c_layers}
+        # Layers whose loss gradients can be fused into the backward (see FusedGradient): all but
+        # the deepest, which the autograd graph must reach through a term of its own — its content
+        # term if it has one (then its Grams can be fused), else its Gram.
+        self.deepest = deepest = self.layers[-1]
+        self.fusable = {n for n in self.layers if n != deepest or deepest in self.c_layers}
         self.fuse = True
         self.c_mask = None
         cm = _pick(content_t.mask, frame) if content_mask is None else content_mask
@@ -232,8 +232,9 @@ class Objective:
             self.c_mask = {n: resize_mask(cm, _layer_hw(model, n, hw)) for n in self.c_layers}
         with torch.no_grad():
             feats = self.features(content)
-        self.c_targets = {n: feats[n].detach().float() for n in self.c_layers}
-        self.c_norms = {n: t.pow(2).mean() for n, t in self.c_targets.items()}
+        # Kept in the features' precision and layout (bf16 features are exact in bf16).
+        self.c_targets = {n: feats[n].detach() for n in self.c_layers}
+        self.c_norms = {n: t.float().pow(2).mean() for n, t in self.c_targets.items()}
         self.c_weight = weights.content * content_t.weight * CONTENT_SCALE
         self.temporal = temporal
 
@@ -246,17 +247,22 @@ class Objective:
     def __call__(self, x: torch.Tensor):
         feats = self.features(x)
         terms: Dict[str, torch.Tensor] = {}
+        # Layers that deeper ones also consume get their losses' gradients through a fused hook
+        # (see FusedGradient); the deepest layer stays in the autograd graph, which must reach it.
+        fused = {}
+        if self.fuse and torch.is_grad_enabled():
+            fused = {n: FusedGradient(feats[n]) for n in self.fusable if feats[n].requires_grad}
+        in_graph = False   # does a term in the graph reach the deepest layer?
         c = x.new_zeros((), dtype=torch.float32)
         for n, a in self.c_layers.items():
             m = self.c_mask[n] if self.c_mask else None
-            c = c + a * content_loss(feats[n], self.c_targets[n], m, self.c_norms[n])
+            if n in fused and n != self.deepest:
+                c = c + a * fused[n].content(self.c_targets[n], self.c_weight * a, m, self.c_norms[n])
+            else:
+                c = c + a * content_loss(feats[n], self.c_targets[n], m, self.c_norms[n])
+                in_graph = in_graph or n == self.deepest
         s = x.new_zeros((), dtype=torch.float32)
         style_w = self.weights.style * STYLE_SCALE
-        # Layers that deeper ones also consume get their Gram losses' gradients through a fused hook
-        # (see GramGradient); the deepest layer stays in the autograd graph, which must reach it.
-        fused = {}
-        if self.fuse and torch.is_grad_enabled():
-            fused = {n: GramGradient(feats[n]) for n in self.fusable if feats[n].requires_grad}
         fused_loss: Dict[str, torch.Tensor] = {}
         for i, (layers, grams, norms, masks, strength) in enumerate(self.style_terms):
             for n, a in layers.items():
@@ -277,9 +283,17 @@ class Objective:
                     fused_loss[n] = fused_loss.get(n, 0.0) + strength * a * term
                 else:
                     s = s + strength * a * term
-        for n, loss_n in fused_loss.items():
-            fused[n].attach(style_w * loss_n)
-            s = s + loss_n.detach()
+                    in_graph = in_graph or n == self.deepest
+        for n, hook in fused.items():
+            loss_n = fused_loss.get(n)
+            hook.attach(None if loss_n is None else style_w * loss_n)
+            if loss_n is not None:
+                s = s + loss_n.detach()
+        if fused and not in_graph:
+            # No term of the deepest layer is in the graph (e.g. a tile outside every masked
+            # region there): a zero term keeps the backward running through the network, so the
+            # fused gradients of the shallower layers still arrive.
+            s = s + 0.0 * feats[self.deepest].float().mean()
         tv = tv_loss(x)
         terms["content"] = self.c_weight * c
         terms["style"] = style_w * s

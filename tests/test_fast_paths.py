@@ -1,7 +1,8 @@
 """The fast paths give the same objective and gradient as the plain autograd path.
 
-- Fused Gram gradients (losses.GramGradient, a hook per tapped layer) against autograd through
-  ``gram`` on every layer, with and without region masks, in both memory formats.
+- Fused gradients (losses.FusedGradient, a hook per tapped layer: Gram and content terms) against
+  autograd through ``gram`` and ``content_loss`` on every layer, with and without region masks, in
+  both memory formats, and when no term of the deepest layer is left in the graph.
 - channels_last and bf16 autocast against fp32 NCHW (same values; gradients equal up to the
   reduced precision and max-pool tie-breaking).
 - The L-BFGS two-loop with in-place updates against a textbook two-loop.
@@ -19,16 +20,20 @@ from nst_core import losses, transfer as T
 from nst_core.lbfgs import LBFGS
 
 
-def _objective(vgg, content, style, masked, autocast=contextlib.nullcontext, memory_format=None):
+def _objective(vgg, content, style, masked, autocast=contextlib.nullcontext, memory_format=None,
+               content_layers=None):
+    ct = nst_core.ContentTarget(content, layers=content_layers or dict(nst_core.DEFAULT_CONTENT_LAYERS))
     if masked:
+        left = torch.zeros(content.shape[-2:])
+        left[:, : content.shape[-1] // 3] = 1
+        ct.mask = 1 - left
         m = torch.zeros(content.shape[-2:])
         m[:, : content.shape[-1] // 2] = 1
         styles = [nst_core.StyleTarget(style, mask=m), nst_core.StyleTarget(style.flip(-1), mask=1 - m, weight=0.5)]
     else:
         styles = [nst_core.StyleTarget(style)]
     terms = T.blend_styles(vgg, styles, max(content.shape[-2:]), 0, content, "none", autocast, memory_format)
-    return T.Objective(vgg, content, nst_core.ContentTarget(content), terms, nst_core.LossWeights(), 0,
-                       autocast, memory_format)
+    return T.Objective(vgg, content, ct, terms, nst_core.LossWeights(), 0, autocast, memory_format)
 
 
 def _loss_and_grad(obj, x):
@@ -51,6 +56,43 @@ def test_fused_gram_gradient_equals_autograd(vgg, content96, style96, masked, me
     l0, t0, g0 = _loss_and_grad(obj, x)
     assert l1 == pytest.approx(l0, rel=1e-5)
     assert t1["style"] == pytest.approx(t0["style"], rel=1e-5)
+    assert float((g1 - g0).norm() / g0.norm()) < 1e-4
+
+
+@pytest.mark.parametrize("content_layers", [{"relu2_1": 1.0, "relu4_2": 2.0}, {"relu3_1": 1.0, "relu5_1": 1.0}])
+def test_fused_content_gradient_equals_autograd(vgg, content96, style96, content_layers):
+    """Content terms on shallow layers are fused; one on the deepest layer stays in the graph
+    (and then that layer's Gram is the fused one)."""
+    obj = _objective(vgg, content96, style96, masked=True, memory_format=torch.channels_last,
+                     content_layers=content_layers)
+    assert set(content_layers) <= obj.fusable | {obj.deepest}
+    torch.manual_seed(6)
+    x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
+    obj.fuse = True
+    l1, t1, g1 = _loss_and_grad(obj, x)
+    obj.fuse = False
+    l0, t0, g0 = _loss_and_grad(obj, x)
+    assert t1["content"] == pytest.approx(t0["content"], rel=1e-5)
+    assert l1 == pytest.approx(l0, rel=1e-5)
+    assert float((g1 - g0).norm() / g0.norm()) < 1e-4
+
+
+def test_fused_gradients_arrive_when_the_deepest_layer_has_no_term(vgg, content96, style96):
+    """A tile outside the masked region at the deepest layer: the shallower layers' fused
+    gradients must still reach the image."""
+    obj = _objective(vgg, content96, style96, masked=False)
+    layers = obj.style_terms[0][0]
+    obj.shared = [{n: (torch.zeros_like(obj.style_terms[0][1][n]), 0.0, 0.0 if n == obj.deepest else 1.0)
+                   for n in layers}]
+    obj.c_weight = 0.0   # only the (fused) Gram terms of the shallow layers are left
+    torch.manual_seed(7)
+    x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
+    obj.fuse = True
+    l1, _, g1 = _loss_and_grad(obj, x)
+    obj.fuse = False
+    l0, _, g0 = _loss_and_grad(obj, x)
+    assert float(g0.norm()) > 0
+    assert l1 == pytest.approx(l0, rel=1e-5)
     assert float((g1 - g0).norm() / g0.norm()) < 1e-4
 
 
@@ -78,7 +120,7 @@ def test_fused_hook_adds_the_gradient_and_releases_the_features(memory_format):
         return ((g1 - 0.3) ** 2).sum() + 0.5 * (g2 ** 3).sum()
 
     feats = base * 2
-    gg = losses.GramGradient(feats)
+    gg = losses.FusedGradient(feats)
     g1, g2 = gg.gram(), gg.gram(mask)
     fw_ref = weakref.ref(gg.parts[1][1])
     gg.attach(loss_of(g1, g2))
