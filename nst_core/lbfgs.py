@@ -7,7 +7,9 @@ Deviations from ``torch.optim.LBFGS`` (one line each):
 - the initial inverse Hessian is ``γ·P`` with ``P`` a 1/frequency spectral filter (capped at 64×),
   not ``γ·I``: early steps move low frequencies (layout, colour areas) as fast as pixel noise;
 - the iterate is projected back into the box [lo, hi] after every step; ``s`` is the step actually
-  taken, so the secant pairs stay consistent with the projection.
+  taken, so the secant pairs stay consistent with the projection;
+- a step whose RMS exceeds ``max_step_rms`` is shortened to it (a trust region in place of a line
+  search: without it the second step, scaled by one pair's curvature, often overshoots far).
 """
 from __future__ import annotations
 
@@ -20,13 +22,14 @@ import torch
 
 class LBFGS:
     def __init__(self, x: torch.Tensor, history_size: int = 20, lo: float = 0.0, hi: float = 1.0,
-                 first_step: float = 1.0 / 255.0, precondition=None):
+                 first_step: float = 1.0 / 255.0, precondition=None, max_step_rms: float = 0.05):
         self.x = x
         # ``P(v, out)`` writes P·v into the kept buffer ``out``; without a preconditioner, P = I.
         self.P = precondition or (lambda v, out: out.copy_(v))
         self.m = max(1, int(history_size))
         self.lo, self.hi = lo, hi
         self.first_step = first_step
+        self.max_step_rms = max_step_rms
         # The history lives in two preallocated [m, n] ring buffers: no per-step allocation of
         # full-size vectors (on the CPU that churn fragments the heap and raises the peak RSS).
         self.S = self.Y = None
@@ -78,6 +81,10 @@ class LBFGS:
             for j, a in zip(slots, reversed(alphas)):
                 b = self.rho[j] * torch.dot(self.Y[j], d)
                 d.addcmul_(self.S[j], a - b)
+        if self.max_step_rms:
+            # RMS(d) = ‖d‖/√n: shorten the step to max_step_rms where it is longer (no host sync).
+            limit = self.max_step_rms * math.sqrt(d.numel())
+            d.mul_((limit / torch.linalg.vector_norm(d).clamp_min(1e-30)).clamp(max=1.0))
         if self.prev_x is None:
             self.prev_x = xf.clone()
         else:

@@ -5,7 +5,7 @@
   both memory formats, and when no term of the deepest layer is left in the graph.
 - channels_last and bf16 autocast against fp32 NCHW (same values; gradients equal up to the
   reduced precision and max-pool tie-breaking).
-- The L-BFGS two-loop with in-place updates against a textbook two-loop.
+- The L-BFGS two-loop with in-place updates against a textbook two-loop; its trust region.
 - ``auto`` precision/memory format resolve to what the device supports.
 """
 import contextlib
@@ -183,7 +183,7 @@ def test_lbfgs_two_loop_matches_textbook():
     A = torch.randn(n, n)
     A = A @ A.T / n + torch.eye(n)
     x = (0.5 + 0.01 * torch.randn(n)).view(1, 1, 5, 8)
-    opt = LBFGS(x, history_size=4, lo=-1e9, hi=1e9)
+    opt = LBFGS(x, history_size=4, lo=-1e9, hi=1e9, max_step_rms=0)   # no trust region: the bare recursion
     S, Y = [], []
     prev = None
     for k in range(8):
@@ -198,6 +198,32 @@ def test_lbfgs_two_loop_matches_textbook():
         if expected is not None:
             assert torch.allclose(x.flatten() - xf, expected, rtol=1e-4, atol=1e-7)
         prev = (xf, g)
+
+
+def test_lbfgs_long_steps_are_shortened_along_the_same_direction():
+    """The trust region: a step longer than max_step_rms (RMS per element) is cut to that length,
+    not clipped per element; shorter steps are left alone."""
+    torch.manual_seed(8)
+    n = 64
+    A = torch.diag(torch.logspace(-3, 0, n))   # badly conditioned: the second step overshoots
+    x0 = (0.5 + 0.2 * torch.randn(n)).view(1, 1, 8, 8)
+    steps = {}
+    for cap in (0, 0.05):
+        x = x0.clone()
+        opt = LBFGS(x, history_size=4, lo=-1e9, hi=1e9, max_step_rms=cap)
+        taken = []
+        for _ in range(4):
+            before = x.flatten().clone()
+            opt.step((A @ (before - 0.5)).view_as(x))
+            taken.append(x.flatten() - before)
+        steps[cap] = taken
+    free, capped = steps[0], steps[0.05]
+    rms = [float(s.pow(2).mean().sqrt()) for s in free]
+    assert max(rms) > 0.05, "the test needs an overshooting step"
+    # The first two steps are the same direction with or without the cap; only the length differs.
+    for f, c in zip(free[:2], capped[:2]):
+        assert float(c.pow(2).mean().sqrt()) <= 0.05 + 1e-6
+        assert torch.allclose(c, f * min(1.0, 0.05 / float(f.pow(2).mean().sqrt())), rtol=1e-4, atol=1e-7)
 
 
 def test_auto_settings_resolve_per_device():
