@@ -78,14 +78,19 @@ class Optimize(io.ComfyNode):
                                          "and keep unchanged areas stable (less flicker)."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default=d.precision,
                                tooltip="VGG arithmetic: auto uses bf16 on GPUs that support it and on CPUs "
-                                       "with AMX (recent Xeons: 3-4x faster there), fp32 otherwise. Grams and "
-                                       "losses are always fp32. fp32 reproduces older results exactly."),
+                                       "with AMX (recent Xeons: 3-4x faster there), fp32 otherwise. Loss "
+                                       "values accumulate in fp32 either way."),
                 io.Int.Input("preview_interval", default=10, min=0, max=10000,
                              tooltip="Send a preview image every N iterations (0: progress only, no "
                                      "previews)."),
                 io.Int.Input("tile_size", default=d.tile_size, min=0, max=MAX_SIZE, optional=True,
                              tooltip="For outputs too large for the device's memory: scales larger than "
                                      "this are optimised in overlapping tiles (at least 64 px; 0: off)."),
+                io.Int.Input("frame_steps", default=d.frame_steps, min=0, max=10000, optional=True,
+                             tooltip="For a batch of frames with temporal on: iterations for every frame "
+                                     "after the first, which starts from the previous result at full size "
+                                     "(0: as many as the last scale of the first frame gets). Raise it if "
+                                     "areas that come into view look less stylised."),
                 Loss.Input("loss", optional=True,
                            tooltip=f"Optional: Neural Style: Loss Settings (default content {w.content:g}, "
                                    f"style {w.style:g}, tv {w.tv:g}, temporal {w.temporal:g})."),
@@ -101,7 +106,7 @@ class Optimize(io.ComfyNode):
 
     @classmethod
     def execute(cls, vgg, content, style, init, optimizer, steps, size, start_size, seed, color, temporal,
-                precision, preview_interval, tile_size=0, loss=None, init_image=None):
+                precision, preview_interval, tile_size=0, frame_steps=0, loss=None, init_image=None):
         if not isinstance(content, ContentTarget):
             raise NeuralStyleError("content: connect the output of a Neural Style: Encode Content node")
         styles = list(style) if isinstance(style, (list, tuple)) else []
@@ -133,7 +138,7 @@ class Optimize(io.ComfyNode):
                 s = [replace(st, image=_to(st.image, device), mask=_to(st.mask, device)) for st in styles]
                 opts = Options(size=int(size), steps=int(steps), start_size=int(start_size), optimizer=optimizer,
                                init=init, seed=int(seed), color=color, temporal=bool(temporal),
-                               precision=precision, tile_size=int(tile_size),
+                               precision=precision, tile_size=int(tile_size), frame_steps=int(frame_steps),
                                init_image=None if init_image is None else _to(image_to_core(init_image, "init_image"), device))
                 result = stylize(vgg, c, s, weights, opts, callback=on_step,
                                  interrupt=mm.throw_exception_if_processing_interrupted)
