@@ -28,6 +28,7 @@ from .vgg import VGGFeatures, check_layers
 DEFAULT_CONTENT_LAYERS = {"relu4_2": 1.0}
 DEFAULT_STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
 MIN_SIZE = 32
+TILE_SWEEPS = 3   # tiled scales: visits per tile (see _optimise_tiled)
 INITS = ("content", "noise", "style_mean", "image")
 COLOR_MODES = ("none", "luminance", "linear", "histogram")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -695,8 +696,10 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
     Each tile is warm-started from the image so far and optimised so that the Gram of the whole
     mosaic — its own plus the other tiles' current statistics — matches the style targets: the
     tiles share one set of style statistics and cannot drift apart, and a sky tile need not hold
-    every stroke of the painting. Overlaps are feathered, so no seams show. Memory: one tile's
-    activations plus a few Gram matrices per tile."""
+    every stroke of the painting. The tiles are visited in ``TILE_SWEEPS`` rounds, each with a
+    share of the scale's steps (a fresh L-BFGS per visit, statistics updated after each).
+    Overlaps are feathered, so no seams show. Memory: one tile's activations plus a few Gram
+    matrices per tile."""
     tile = opts.tile_size
     overlap = max(16, tile // 4)
     boxes = tile_boxes(hw, tile, overlap)
@@ -731,7 +734,14 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
 
     objs = [tile_objective(box) for box in boxes]
     stats = [tile_stats(o, x[..., b[0]:b[0] + b[2], b[1]:b[1] + b[3]]) for o, b in zip(objs, boxes)]
-    for i, box in enumerate(boxes):
+    # The scale's steps are split over TILE_SWEEPS visits per tile: in a single sweep the first tiles,
+    # seeing the others' statistics still far from the target, over-correct (style loss 2.7× the
+    # untiled run's at 512 px in 256 px tiles; 1.9× with three sweeps).
+    visits = [(i, box, steps // TILE_SWEEPS + (1 if r < steps % TILE_SWEEPS else 0))
+              for r in range(TILE_SWEEPS) for i, box in enumerate(boxes)]
+    for i, box, n_steps in visits:
+        if n_steps <= 0:
+            continue
         y0, x0, h, w = box
         obj = objs[i]
         obj.shared = [{n: (sum(s[ti][n][0] for j, s in enumerate(stats) if j != i),
@@ -739,7 +749,7 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
                            stats[i][ti][n][1]) for n in layers}
                       for ti, (layers, _, _, _, _) in enumerate(obj.style_terms)]
         xt = x[..., y0:y0 + h, x0:x0 + w].clone()
-        xt = _optimise(obj, xt, steps, opts, device, callback, interrupt, history, counter, total, k, n_scales,
+        xt = _optimise(obj, xt, n_steps, opts, device, callback, interrupt, history, counter, total, k, n_scales,
                        hw, t, n_frames, color_src, shown_full=(x, box))
         wgt = _feather(h, w, box, hw, overlap, device)
         x[..., y0:y0 + h, x0:x0 + w] = x[..., y0:y0 + h, x0:x0 + w] * (1 - wgt) + xt * wgt
