@@ -105,14 +105,13 @@ def worker_bare_speed(cfg):
     memory_format = tr.memory_format_for(device, opts.channels_last)
     rss0 = bl.current_rss_mib()   # before the runtime copy, as for ours (stylize makes it)
     # The same runtime model as our loop (bf16 copy with weights cast once where that is the setting).
-    model, autocast = tr.runtime_model(model, device, opts)
+    model = tr.runtime_model(model, device, opts)
     x = nc.resize(content.to(device), hw).clone().requires_grad_(True)
     clock = bl.Clock(device)
     marks = [clock.mark()]
     for i in range(warmup + iters):
         xi = x if memory_format is None else x.contiguous(memory_format=memory_format)
-        with autocast():
-            y = model(xi, [deepest])[deepest]
+        y = model(xi, [deepest])[deepest]
         (g,) = torch.autograd.grad(y.float().sum(), x)
         marks.append(clock.mark())
         if not clock.cuda:

@@ -55,13 +55,12 @@ def measure_size(model, size: int, iters: int, warmup: int, device, content, sty
     # The bare pass runs what our loop runs: the same memory format and the same runtime model
     # (a bf16 copy with its weights cast once, where bf16 is the setting).
     memory_format = tr.memory_format_for(device, opts.channels_last)
-    bare_model, autocast = tr.runtime_model(model, device, opts)
+    bare_model = tr.runtime_model(model, device, opts)
     bare_x = nc.resize(content.to(device), hw).clone().requires_grad_(True)
 
     def bare_pass():
         x = bare_x if memory_format is None else bare_x.contiguous(memory_format=memory_format)
-        with autocast():
-            y = bare_model(x, [deepest])[deepest]
+        y = bare_model(x, [deepest])[deepest]
         (g,) = torch.autograd.grad(y.float().sum(), bare_x)
         return g
 

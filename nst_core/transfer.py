@@ -90,7 +90,7 @@ class Options:
     color: str = "none"             # none | luminance | linear | histogram
     frame_steps: int = 0            # iterations for frames after the first (0: the last scale's)
     temporal: bool = True           # warm-start + temporal loss across frames
-    precision: str = "auto"         # auto | fp32 | bf16 | fp16 (autocast of the VGG pass)
+    precision: str = "auto"         # auto | fp32 | bf16 | fp16 (the VGG pass; see runtime_model)
     channels_last: str = "auto"     # auto | on | off
     tile_size: int = 0              # > 0: scales larger than this are optimised in overlapping tiles
     cudnn_benchmark: bool = True
@@ -204,9 +204,9 @@ class Objective:
 
     def __init__(self, model: VGGFeatures, content: torch.Tensor, content_t: ContentTarget,
                  styles: List[Tuple[Dict[str, float], Dict[str, torch.Tensor], Optional[torch.Tensor], float]],
-                 weights: LossWeights, frame: int, autocast, memory_format,
+                 weights: LossWeights, frame: int, memory_format,
                  temporal: Optional[Tuple[torch.Tensor, torch.Tensor]] = None, content_mask=None):
-        self.model, self.weights, self.autocast, self.memory_format = model, weights, autocast, memory_format
+        self.model, self.weights, self.memory_format = model, weights, memory_format
         hw = tuple(content.shape[-2:])
         # Tiles: per style term and layer, (mass-weighted Gram sum of the other tiles, their mass,
         # this tile's mass); None for a whole image.
@@ -242,8 +242,7 @@ class Objective:
     def features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self.memory_format is not None:
             x = x.contiguous(memory_format=self.memory_format)
-        with self.autocast():
-            return self.model(x, self.layers)
+        return self.model(x, self.layers)
 
     def __call__(self, x: torch.Tensor):
         feats = self.features(x)
@@ -324,15 +323,14 @@ def _layer_hw(model: VGGFeatures, name: str, hw) -> Tuple[int, int]:
 
 
 @torch.no_grad()
-def style_grams(model: VGGFeatures, image: torch.Tensor, layers: Sequence[str], autocast, memory_format) -> Dict[str, torch.Tensor]:
+def style_grams(model: VGGFeatures, image: torch.Tensor, layers: Sequence[str], memory_format) -> Dict[str, torch.Tensor]:
     """Gram matrices of a style image (``[N, 3, H, W]``; several images are averaged)."""
     out = {n: 0 for n in layers}
     for i in range(image.shape[0]):
         x = image[i:i + 1]
         if memory_format is not None:
             x = x.contiguous(memory_format=memory_format)
-        with autocast():
-            feats = model(x, layers)
+        feats = model(x, layers)
         for n in layers:
             out[n] = out[n] + gram(feats[n]) / image.shape[0]
     return out
@@ -351,12 +349,12 @@ def style_image_at(st: StyleTarget, out_long: int, content_img: torch.Tensor, co
 
 
 def blend_styles(model, styles: Sequence[StyleTarget], out_long: int, frame: int, content_img: torch.Tensor,
-                 color: str, autocast, memory_format):
+                 color: str, memory_format):
     """Style terms for one scale: unmasked styles blended into one target, masked ones separate."""
     per_style = []
     for st in styles:
         img = style_image_at(st, out_long, content_img, color)
-        grams = style_grams(model, img, list(st.layers), autocast, memory_format)
+        grams = style_grams(model, img, list(st.layers), memory_format)
         per_style.append((st, grams))
     terms = []
     unmasked = [(st, g) for st, g in per_style if st.mask is None]
@@ -429,22 +427,14 @@ def _reduced_dtype(precision: str) -> torch.dtype:
     return dtype
 
 
-def autocast_for(device: torch.device, precision: str):
-    precision = resolve_precision(device, precision)
-    if precision == "fp32":
-        return contextlib.nullcontext
-    dtype = _reduced_dtype(precision)
-    return lambda: torch.autocast(device_type=device.type, dtype=dtype)
-
-
 def runtime_model(model: VGGFeatures, device: torch.device, opts: Options):
-    """``(model, autocast)`` as the loop runs them. For bf16/fp16: a copy of the model with its
-    weights cast once (and laid out channels_last when that is on), run without autocast, which
+    """The model as the loop runs it: for fp32 the model itself; for bf16/fp16 a copy with its
+    weights cast once (and laid out channels_last when that is on) instead of autocast, which
     would recast every weight at every pass (~10 ms a pass on the CPU). The copy is kept on the
     model for the next run with the same settings."""
     precision = resolve_precision(device, opts.precision)
     if precision == "fp32":
-        return model, contextlib.nullcontext
+        return model
     dtype = _reduced_dtype(precision)
     fmt = memory_format_for(device, opts.channels_last)
     key = (dtype, fmt, str(device))
@@ -464,7 +454,7 @@ def runtime_model(model: VGGFeatures, device: torch.device, opts: Options):
                 copy = copy.to(memory_format=fmt)
         object.__setattr__(model, "_runtime_copy", (key, copy))   # a plain attribute, not a submodule
         cached = (key, copy)
-    return cached[1], contextlib.nullcontext
+    return cached[1]
 
 
 def drop_runtime_copy(model: VGGFeatures) -> None:
@@ -536,7 +526,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
         return sum(n * _n_tiles(opts, hw) for hw, n in p)
     total = iters(plan) + (n_frames - 1) * (iters([(plan[-1][0], later_steps)]) if opts.temporal else iters(plan))
     memory_format = memory_format_for(device, opts.channels_last)
-    model, autocast = runtime_model(model, device, opts)
+    model = runtime_model(model, device, opts)
     history: Dict[str, List[torch.Tensor]] = {}
     counter = [0]
     outputs = []
@@ -566,10 +556,10 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                     temporal = (warped.detach(), tmask.detach())
                 color_src = c_img
                 c_eff = _as_seen(c_img, opts)
-                terms = blend_styles(model, styles, max(hw), t, c_img, opts.color, autocast, memory_format)
+                terms = blend_styles(model, styles, max(hw), t, c_img, opts.color, memory_format)
                 tiled = _tiled(opts, hw)
                 if not tiled:
-                    obj = Objective(model, c_eff, content, terms, weights, t, autocast, memory_format, temporal)
+                    obj = Objective(model, c_eff, content, terms, weights, t, memory_format, temporal)
                 if x is None:
                     x = _as_seen(_init(opts, c_eff, styles, t, device), opts)
                 elif tuple(x.shape[-2:]) != hw:
@@ -578,7 +568,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                     scale_starts.append(counter[0])
                 try:
                     if tiled:
-                        x = _optimise_tiled(model, c_eff, content, terms, weights, t, autocast, memory_format, x,
+                        x = _optimise_tiled(model, c_eff, content, terms, weights, t, memory_format, x,
                                             steps, opts, device, callback, interrupt, history, counter, total, k,
                                             len(frame_plan), hw, t, n_frames, color_src)
                     else:
@@ -688,7 +678,7 @@ def _feather(h: int, w: int, box, hw, overlap: int, device) -> torch.Tensor:
     return (ry[:, None] * rx[None, :])[None, None]
 
 
-def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, frame, autocast, memory_format,
+def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, frame, memory_format,
                     x: torch.Tensor, steps: int, opts: Options, device, callback, interrupt, history, counter,
                     total, k, n_scales, hw, t, n_frames, color_src) -> torch.Tensor:
     """One scale in overlapping tiles (block coordinate descent on the whole image's objective).
@@ -715,7 +705,7 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
         tterms = [(layers, grams, None if fm is None else fm[sl[1:]], strength)
                   for (layers, grams, _, strength), fm in zip(terms, full_masks)]
         cm = None if c_mask_full is None else c_mask_full[sl[1:]]
-        return Objective(model, c_eff[sl], content_t, tterms, weights, frame, autocast, memory_format,
+        return Objective(model, c_eff[sl], content_t, tterms, weights, frame, memory_format,
                          content_mask=cm)
 
     def tile_stats(obj, img):

@@ -3,12 +3,11 @@
 - Fused gradients (losses.FusedGradient, a hook per tapped layer: Gram and content terms) against
   autograd through ``gram`` and ``content_loss`` on every layer, with and without region masks, in
   both memory formats, and when no term of the deepest layer is left in the graph.
-- channels_last and bf16 autocast against fp32 NCHW (same values; gradients equal up to the
+- channels_last and the bf16 runtime model against fp32 NCHW (same values; gradients equal up to the
   reduced precision and max-pool tie-breaking).
 - The L-BFGS two-loop with in-place updates against a textbook two-loop; its trust region.
 - ``auto`` precision/memory format resolve to what the device supports.
 """
-import contextlib
 import gc
 import weakref
 
@@ -20,8 +19,7 @@ from nst_core import losses, transfer as T
 from nst_core.lbfgs import LBFGS
 
 
-def _objective(vgg, content, style, masked, autocast=contextlib.nullcontext, memory_format=None,
-               content_layers=None):
+def _objective(vgg, content, style, masked, memory_format=None, content_layers=None):
     ct = nst_core.ContentTarget(content, layers=content_layers or dict(nst_core.DEFAULT_CONTENT_LAYERS))
     if masked:
         left = torch.zeros(content.shape[-2:])
@@ -32,8 +30,8 @@ def _objective(vgg, content, style, masked, autocast=contextlib.nullcontext, mem
         styles = [nst_core.StyleTarget(style, mask=m), nst_core.StyleTarget(style.flip(-1), mask=1 - m, weight=0.5)]
     else:
         styles = [nst_core.StyleTarget(style)]
-    terms = T.blend_styles(vgg, styles, max(content.shape[-2:]), 0, content, "none", autocast, memory_format)
-    return T.Objective(vgg, content, ct, terms, nst_core.LossWeights(), 0, autocast, memory_format)
+    terms = T.blend_styles(vgg, styles, max(content.shape[-2:]), 0, content, "none", memory_format)
+    return T.Objective(vgg, content, ct, terms, nst_core.LossWeights(), 0, memory_format)
 
 
 def _loss_and_grad(obj, x):
@@ -140,8 +138,10 @@ def test_channels_last_and_bf16_match_fp32(vgg, content96, style96):
     x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
     ref = _loss_and_grad(_objective(vgg, content96, style96, False), x)
     cl = _loss_and_grad(_objective(vgg, content96, style96, False, memory_format=torch.channels_last), x)
-    bf = _loss_and_grad(_objective(vgg, content96, style96, False, T.autocast_for(torch.device("cpu"), "bf16"),
-                                   torch.channels_last), x)
+    # What stylize runs for bf16: a copy of the model with bf16 weights, laid out channels_last.
+    bf16 = T.runtime_model(vgg, torch.device("cpu"), nst_core.Options(precision="bf16", channels_last="on"))
+    assert bf16.features[0].weight.dtype == torch.bfloat16
+    bf = _loss_and_grad(_objective(bf16, content96, style96, False, torch.channels_last), x)
     assert cl[0] == pytest.approx(ref[0], rel=1e-4)
     assert bf[0] == pytest.approx(ref[0], rel=0.03)
     cos_cl = float((cl[2] * ref[2]).sum() / (cl[2].norm() * ref[2].norm()))
@@ -226,12 +226,13 @@ def test_lbfgs_long_steps_are_shortened_along_the_same_direction():
         assert torch.allclose(c, f * min(1.0, 0.05 / float(f.pow(2).mean().sqrt())), rtol=1e-4, atol=1e-7)
 
 
-def test_auto_settings_resolve_per_device():
+def test_auto_settings_resolve_per_device(vgg):
     cpu = torch.device("cpu")
     assert T.resolve_precision(cpu, "fp32") == "fp32"
     assert T.resolve_precision(cpu, "auto") == ("bf16" if T.cpu_has_fast_bf16() else "fp32")
     assert T.memory_format_for(cpu, "auto") is torch.channels_last
     assert T.memory_format_for(cpu, "off") is None
     assert T.memory_format_for(torch.device("mps"), "auto") is None
+    assert T.runtime_model(vgg, cpu, nst_core.Options(precision="fp32")) is vgg
     with pytest.raises(nst_core.StylizeError, match="precision"):
-        T.autocast_for(cpu, "fp8")
+        T.runtime_model(vgg, cpu, nst_core.Options(precision="fp8"))

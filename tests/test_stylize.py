@@ -8,10 +8,8 @@ from nst_core import transfer as T
 
 def objective(vgg, content, style):
     """Our objective at the content's size, to score any candidate image."""
-    terms = T.blend_styles(vgg, [nst_core.StyleTarget(style)], max(content.shape[-2:]), 0, content, "none",
-                           T.contextlib.nullcontext, None)
-    obj = T.Objective(vgg, content, nst_core.ContentTarget(content), terms, nst_core.LossWeights(), 0,
-                      T.contextlib.nullcontext, None)
+    terms = T.blend_styles(vgg, [nst_core.StyleTarget(style)], max(content.shape[-2:]), 0, content, "none", None)
+    obj = T.Objective(vgg, content, nst_core.ContentTarget(content), terms, nst_core.LossWeights(), 0, None)
 
     def score(img):
         with torch.no_grad():

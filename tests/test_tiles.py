@@ -29,10 +29,8 @@ def test_tiled_run_matches_untiled_without_seams(vgg, content128, style128):
     assert ticks[0] == 30 + 40 + 60 == len(tiled.history["total"])
     score = {}
     for name, img in (("tiled", tiled.image), ("plain", plain.image), ("content", content128)):
-        terms = T.blend_styles(vgg, [nst_core.StyleTarget(style128)], 128, 0, content128, "none",
-                               T.contextlib.nullcontext, None)
-        obj = T.Objective(vgg, content128, nst_core.ContentTarget(content128), terms, nst_core.LossWeights(), 0,
-                          T.contextlib.nullcontext, None)
+        terms = T.blend_styles(vgg, [nst_core.StyleTarget(style128)], 128, 0, content128, "none", None)
+        obj = T.Objective(vgg, content128, nst_core.ContentTarget(content128), terms, nst_core.LossWeights(), 0, None)
         with torch.no_grad():
             score[name] = {k: float(v) for k, v in obj(img)[1].items()}
     assert score["tiled"]["style"] < 0.25 * score["content"]["style"], score
