@@ -89,8 +89,7 @@ class Optimize(io.ComfyNode):
                 io.Int.Input("frame_steps", default=d.frame_steps, min=0, max=10000, optional=True,
                              tooltip="For a batch of frames with temporal on: iterations for every frame "
                                      "after the first, which starts from the previous result at full size "
-                                     "(0: as many as the last scale of the first frame gets). Raise it if "
-                                     "areas that come into view look less stylised."),
+                                     "(0: as many as the last scale of the first frame gets)."),
                 Loss.Input("loss", optional=True,
                            tooltip=f"Optional: Neural Style: Loss Settings (default content {w.content:g}, "
                                    f"style {w.style:g}, tv {w.tv:g}, temporal {w.temporal:g})."),
