@@ -7,7 +7,8 @@ Deviations from Gatys et al. (one line each):
 - losses are relative and layer weights normalised (see ``losses``);
 - styles without a mask are blended into one Gram target per layer, weighted by their weights;
 - frames are warm-started from the previous stylised frame, moved by the global shift between the
-  input frames, with a temporal loss where the input did not change (no optical flow).
+  input frames, with a temporal loss where the input did not change (no optical flow); areas that
+  enter the view start from the photo recoloured to the previous stylised frame's palette.
 """
 from __future__ import annotations
 
@@ -551,7 +552,10 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                     # Stable where the input, moved by the global shift, did not change.
                     same = torch.exp(-((moved_in - c_img).abs().mean(1, keepdim=True) / 0.05) ** 2)
                     tmask = valid * same
-                    base = _init(opts, c_img, styles, t, device) if opts.init != "content" else c_img
+                    if opts.init != "content":
+                        base = _init(opts, c_img, styles, t, device)
+                    else:   # areas entering the view: the photo in the stylised frame's colours
+                        base = colorlib.match_color(c_img, prev_out, "linear")
                     x = _as_seen(warped * valid + base * (1 - valid), opts)
                     temporal = (warped.detach(), tmask.detach())
                 color_src = c_img
