@@ -55,16 +55,22 @@ def _sqrtm(c: torch.Tensor, inverse: bool = False) -> torch.Tensor:
 
 
 def match_color_linear(source: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Recolour ``source`` so its RGB mean and covariance equal ``reference``'s."""
+    """Recolour ``source`` so its RGB mean and covariance equal ``reference``'s.
+
+    The 3×3 statistics are computed on the CPU in float64 (MPS has no float64) and the affine map
+    is applied on the source's device."""
+    eye = 1e-5 * torch.eye(3, dtype=torch.float64)
+    r = reference[0].detach().reshape(3, -1).to("cpu", torch.float64)
+    r_mu, r_sqrt = r.mean(1, keepdim=True), _sqrtm(torch.cov(r) + eye)
     out = []
     for img in source:
-        s = img.reshape(3, -1).double()
-        r = reference[0].reshape(3, -1).double()
-        s_mu, r_mu = s.mean(1, keepdim=True), r.mean(1, keepdim=True)
-        s_c = torch.cov(s) + 1e-5 * torch.eye(3, dtype=s.dtype)
-        r_c = torch.cov(r) + 1e-5 * torch.eye(3, dtype=r.dtype)
-        t = _sqrtm(r_c) @ _sqrtm(s_c, inverse=True)
-        out.append((t @ (s - s_mu) + r_mu).reshape(img.shape).to(source.dtype))
+        s = img.reshape(3, -1)
+        s64 = s.detach().to("cpu", torch.float64)
+        s_mu = s64.mean(1, keepdim=True)
+        t = r_sqrt @ _sqrtm(torch.cov(s64) + eye, inverse=True)
+        shift = r_mu - t @ s_mu            # out = t·(s - s_mu) + r_mu = t·s + shift
+        t, shift = t.to(s.device, torch.float32), shift.to(s.device, torch.float32)
+        out.append(torch.addmm(shift, t, s.float()).reshape(img.shape).to(source.dtype))
     return torch.stack(out).clamp(0, 1)
 
 
