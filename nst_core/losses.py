@@ -92,7 +92,7 @@ class FusedGradient:
       taken by autograd on that small graph, and the hook adds ``(dG + dGᵀ)·F·diag(w) / s`` with
       one ``baddbmm`` (bf16 features: bf16 products with fp32 accumulation; Grams are fp32);
     - content terms (:meth:`content`): ``c·mean(m·(F - T)²)`` has the gradient ``2c·m·(F - T)/n``;
-      the difference is kept from the forward and added with one ``add_``.
+      the difference is kept from the forward and added with one ``addcmul_``.
 
     The deepest tapped layer cannot use this: the graph must reach it for the hook to fire.
     """
