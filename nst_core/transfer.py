@@ -8,7 +8,8 @@ Deviations from Gatys et al. (one line each):
 - styles without a mask are blended into one Gram target per layer, weighted by their weights;
 - frames are warm-started from the previous stylised frame, moved by the global shift between the
   input frames, with a temporal loss where the input did not change (no optical flow); areas that
-  enter the view start from the photo recoloured to the previous stylised frame's palette.
+  enter the view start from the photo recoloured to the previous stylised frame's palette, and the
+  previous frame fades into them over a few pixels (no seam).
 """
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 
 from . import color as colorlib
 from .image import fit_size, resize
@@ -497,6 +499,13 @@ def shift_image(x: torch.Tensor, dy: int, dx: int) -> Tuple[torch.Tensor, torch.
     return out, valid
 
 
+def _soft_edges(valid: torch.Tensor, r: int) -> torch.Tensor:
+    """A 0/1 validity mask with linear ramps, ``r`` px wide, inside its edges that border invalid
+    areas (image borders keep 1): the previous frame fades into the area entering the view."""
+    blur = F.avg_pool2d(valid, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
+    return valid * (2 * blur - 1).clamp(0, 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # The loop
 
@@ -548,6 +557,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                     prev_small = resize(prev_in, hw)
                     dy, dx = estimate_shift(prev_small, c_img)
                     warped, valid = shift_image(prev_out, dy, dx)
+                    valid = _soft_edges(valid, max(2, max(hw) // 32))
                     moved_in, _ = shift_image(prev_small, dy, dx)
                     # Stable where the input, moved by the global shift, did not change.
                     same = torch.exp(-((moved_in - c_img).abs().mean(1, keepdim=True) / 0.05) ** 2)
