@@ -700,8 +700,9 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
     Each tile is warm-started from the image so far and optimised so that the Gram of the whole
     mosaic — its own plus the other tiles' current statistics — matches the style targets: the
     tiles share one set of style statistics and cannot drift apart, and a sky tile need not hold
-    every stroke of the painting. The tiles are visited in ``TILE_SWEEPS`` rounds, each with a
-    share of the scale's steps (a fresh L-BFGS per visit, statistics updated after each).
+    every stroke of the painting. A tile's statistics are weighted by its blend weights, so the
+    mosaic's add up to about the whole image's. The tiles are visited in ``TILE_SWEEPS`` rounds,
+    each with a share of the scale's steps (a fresh L-BFGS per visit, statistics updated after each).
     Overlaps are feathered, so no seams show. Memory: one tile's activations plus a few Gram
     matrices per tile."""
     tile = opts.tile_size
@@ -716,7 +717,11 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
     def tile_objective(box):
         y0, x0, h, w = box
         sl = (..., slice(y0, y0 + h), slice(x0, x0 + w))
-        tterms = [(layers, grams, None if fm is None else fm[sl[1:]], strength)
+        # A tile's statistics are weighted by its blend weights, so an overlap counts about once
+        # in the mosaic (not once per tile), and the tiles' borders, where the padding distorts
+        # the features, count least.
+        feather = _feather(h, w, box, hw, overlap, device)[0, 0]
+        tterms = [(layers, grams, feather if fm is None else fm[sl[1:]] * feather, strength)
                   for (layers, grams, _, strength), fm in zip(terms, full_masks)]
         cm = None if c_mask_full is None else c_mask_full[sl[1:]]
         return Objective(model, c_eff[sl], content_t, tterms, weights, frame, memory_format,
