@@ -717,13 +717,13 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
     def tile_objective(box):
         y0, x0, h, w = box
         sl = (..., slice(y0, y0 + h), slice(x0, x0 + w))
-        # A tile's statistics are weighted by its blend weights, so an overlap counts about once
-        # in the mosaic (not once per tile), and the tiles' borders, where the padding distorts
-        # the features, count least.
+        # A tile's statistics (and its content term) are weighted by its blend weights, so an
+        # overlap counts about once in the mosaic (not once per tile), and the tiles' borders,
+        # where the padding distorts the features, count least.
         feather = _feather(h, w, box, hw, overlap, device)[0, 0]
         tterms = [(layers, grams, feather if fm is None else fm[sl[1:]] * feather, strength)
                   for (layers, grams, _, strength), fm in zip(terms, full_masks)]
-        cm = None if c_mask_full is None else c_mask_full[sl[1:]]
+        cm = feather if c_mask_full is None else c_mask_full[sl[1:]] * feather
         return Objective(model, c_eff[sl], content_t, tterms, weights, frame, memory_format,
                          content_mask=cm)
 
