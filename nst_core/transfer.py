@@ -32,6 +32,7 @@ DEFAULT_CONTENT_LAYERS = {"relu4_2": 1.0}
 DEFAULT_STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
 MIN_SIZE = 32
 TILE_SWEEPS = 3   # tiled scales: visits per tile (see _optimise_tiled)
+TILE_LOCAL = 0.15  # tiled scales: share of a tile's style term given to its own Gram (see Objective)
 INITS = ("content", "noise", "style_mean", "image")
 COLOR_MODES = ("none", "luminance", "linear", "histogram")
 OPTIMIZERS = ("lbfgs", "adam")
@@ -280,8 +281,11 @@ class Objective:
                     o_sum, o_mass, mass = self.shared[i][n]
                     if mass <= 0:
                         continue
-                    g = (o_sum + mass * g) / (o_mass + mass)
-                    term = (o_mass + mass) / mass * relative_mse(g, grams[n], norm=norms[n])
+                    # TILE_LOCAL of the term asks the tile's own Gram to match too, so that no tile can
+                    # serve the whole mosaic by gathering one of the style's features.
+                    g_mix = (o_sum + mass * g) / (o_mass + mass)
+                    term = ((1 - TILE_LOCAL) * (o_mass + mass) / mass * relative_mse(g_mix, grams[n], norm=norms[n])
+                            + TILE_LOCAL * relative_mse(g, grams[n], norm=norms[n]))
                 if n in fused:
                     fused_loss[n] = fused_loss.get(n, 0.0) + strength * a * term
                 else:
@@ -700,8 +704,10 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
     Each tile is warm-started from the image so far and optimised so that the Gram of the whole
     mosaic — its own plus the other tiles' current statistics — matches the style targets: the
     tiles share one set of style statistics and cannot drift apart, and a sky tile need not hold
-    every stroke of the painting. A tile's statistics are weighted by its blend weights, so the
-    mosaic's add up to about the whole image's. The tiles are visited in ``TILE_SWEEPS`` rounds,
+    every stroke of the painting (a small share, ``TILE_LOCAL``, of each tile's style term is its
+    own Gram's: without it one tile could gather a colour of the painting for the whole mosaic).
+    A tile's statistics are weighted by its blend weights, so the mosaic's add up to about the
+    whole image's. The tiles are visited in ``TILE_SWEEPS`` rounds,
     each with a share of the scale's steps (a fresh L-BFGS per visit, statistics updated after each).
     Overlaps are feathered, so no seams show. Memory: one tile's activations plus a few Gram
     matrices per tile."""

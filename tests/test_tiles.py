@@ -35,10 +35,11 @@ def test_tiled_run_matches_untiled_without_seams(vgg, content128, style128):
             score[name] = {k: float(v) for k, v in obj(img)[1].items()}
     assert score["tiled"]["style"] < 0.25 * score["content"]["style"], score
     # 10 steps per 64 px tile in three sweeps, style statistics and content weighted by the blend
-    # weights: the tiled run's style and content losses are 1.11–1.24× and 1.04–1.07× the plain run's
-    # across numerically equivalent settings (fp32 or bf16, fused or autograd gradients). Unweighted
-    # statistics gave 1.6–1.8× style (one sweep: 1.9–2.1×).
-    assert score["tiled"]["style"] < 1.4 * score["plain"]["style"], score
+    # weights, 15% of each style term on the tile's own Gram: the tiled run's style and content
+    # losses are 1.27–1.33× and 1.01–1.04× the plain run's across numerically equivalent settings
+    # (fp32 or bf16, fused or autograd gradients). Unweighted statistics gave 1.6–1.8× style (one
+    # sweep: 1.9–2.1×).
+    assert score["tiled"]["style"] < 1.5 * score["plain"]["style"], score
     assert score["tiled"]["content"] < 1.4 * score["plain"]["content"], score
     # No seams: the step across every tile edge is like any other step in the image.
     x = tiled.image[0]
