@@ -72,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision,
                    help="VGG arithmetic: auto = bf16 on CUDA GPUs that support it and on CPUs with AMX, fp32 "
-                        "elsewhere (Grams and losses are always fp32)")
+                        "elsewhere (loss values accumulate in fp32 either way)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 

@@ -104,9 +104,9 @@ class FusedGradient:
 
     def gram(self, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """The (mask-weighted) Gram of the features as an fp32 leaf that requires grad."""
-        f, self.nhwc = as_matrix(self.features.detach())
-        fw, s = _weighted(f, mask, self.nhwc)
-        g = (_gram_mm(f, fw, self.nhwc).float() / s).requires_grad_(True)
+        f, nhwc = as_matrix(self.features.detach())
+        fw, s = _weighted(f, mask, nhwc)
+        g = (_gram_mm(f, fw, nhwc).float() / s).requires_grad_(True)
         self.parts.append((g, fw, s))
         return g
 

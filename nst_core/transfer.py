@@ -707,8 +707,8 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
     every stroke of the painting (a small share, ``TILE_LOCAL``, of each tile's style term is its
     own Gram's: without it one tile could gather a colour of the painting for the whole mosaic).
     A tile's statistics are weighted by its blend weights, so the mosaic's add up to about the
-    whole image's. The tiles are visited in ``TILE_SWEEPS`` rounds,
-    each with a share of the scale's steps (a fresh L-BFGS per visit, statistics updated after each).
+    whole image's. The tiles are visited in ``TILE_SWEEPS`` rounds, each with a share of the
+    scale's steps (a fresh L-BFGS per visit, statistics updated after each).
     Overlaps are feathered, so no seams show. Memory: one tile's activations plus a few Gram
     matrices per tile."""
     tile = opts.tile_size
@@ -720,13 +720,15 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
         c_mask_full = resize_mask(c_mask_full, hw)
     full_masks = [None if m is None else resize_mask(m, hw) for (_, _, m, _) in terms]
 
-    def tile_objective(box):
+    # Blend weights per tile: for the mosaic after each visit, and to weight the tile's statistics
+    # (and its content term), so an overlap counts about once in the mosaic (not once per tile)
+    # and the tiles' borders, where the padding distorts the features, count least.
+    feathers = [_feather(b[2], b[3], b, hw, overlap, device) for b in boxes]
+
+    def tile_objective(box, wgt):
         y0, x0, h, w = box
         sl = (..., slice(y0, y0 + h), slice(x0, x0 + w))
-        # A tile's statistics (and its content term) are weighted by its blend weights, so an
-        # overlap counts about once in the mosaic (not once per tile), and the tiles' borders,
-        # where the padding distorts the features, count least.
-        feather = _feather(h, w, box, hw, overlap, device)[0, 0]
+        feather = wgt[0, 0]
         tterms = [(layers, grams, feather if fm is None else fm[sl[1:]] * feather, strength)
                   for (layers, grams, _, strength), fm in zip(terms, full_masks)]
         cm = feather if c_mask_full is None else c_mask_full[sl[1:]] * feather
@@ -747,7 +749,7 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
             out.append(d)
         return out
 
-    objs = [tile_objective(box) for box in boxes]
+    objs = [tile_objective(box, wgt) for box, wgt in zip(boxes, feathers)]
     stats = [tile_stats(o, x[..., b[0]:b[0] + b[2], b[1]:b[1] + b[3]]) for o, b in zip(objs, boxes)]
     # The scale's steps are split over TILE_SWEEPS visits per tile: in a single sweep the first tiles,
     # seeing the others' statistics still far from the target, over-correct (style loss 2.7× the
@@ -766,7 +768,7 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
         xt = x[..., y0:y0 + h, x0:x0 + w].clone()
         xt = _optimise(obj, xt, n_steps, opts, device, callback, interrupt, history, counter, total, k, n_scales,
                        hw, t, n_frames, color_src, shown_full=(x, box))
-        wgt = _feather(h, w, box, hw, overlap, device)
+        wgt = feathers[i]
         x[..., y0:y0 + h, x0:x0 + w] = x[..., y0:y0 + h, x0:x0 + w] * (1 - wgt) + xt * wgt
         stats[i] = tile_stats(obj, x[..., y0:y0 + h, x0:x0 + w])
     del objs
