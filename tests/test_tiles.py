@@ -59,3 +59,39 @@ def test_tile_size_too_small_refused(vgg, content96, style96):
     with pytest.raises(nst_core.StylizeError, match="tile size"):
         nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
                          opts=nst_core.Options(size=96, tile_size=32))
+
+
+def test_style_grams_in_tiles_match_the_whole_image(vgg, style128, monkeypatch):
+    """A large style image is seen in tiles with a halo of context: its Grams are the whole
+    image's, and no VGG pass sees more than a tile and its halo."""
+    img = nst_core.resize(style128, (160, 208))
+    layers = list(nst_core.DEFAULT_STYLE_LAYERS)
+    whole = T.style_grams(vgg, img, layers, None)
+    seen = []
+    handle = vgg.register_forward_pre_hook(lambda m, args: seen.append(tuple(args[0].shape[-2:])))
+    try:
+        tiled = T.style_grams(vgg, img, layers, None, tile=64)
+    finally:
+        handle.remove()
+    assert len(seen) == 12 and max(max(s) for s in seen) <= 64 + 2 * T.STYLE_TILE_HALO, seen   # 3×4 tiles
+    for n in layers:
+        err = float((tiled[n] - whole[n]).pow(2).mean() / whole[n].pow(2).mean())
+        assert err < 1e-6, (n, err)
+    # Without the halo the features at the tile edges are wrong: the deep layers' Grams differ.
+    monkeypatch.setattr(T, "STYLE_TILE_HALO", 0)
+    cut = T.style_grams(vgg, img, layers, None, tile=64)
+    assert float((cut["relu5_1"] - whole["relu5_1"]).pow(2).mean() / whole["relu5_1"].pow(2).mean()) > 1e-3
+
+
+def test_blend_styles_passes_the_tile_size_on(vgg, content128, style128):
+    a = T.blend_styles(vgg, [nst_core.StyleTarget(style128, scale=2.0)], 128, 0, content128, "none", None)
+    seen = []
+    handle = vgg.register_forward_pre_hook(lambda m, args: seen.append(max(args[0].shape[-2:])))
+    try:
+        b = T.blend_styles(vgg, [nst_core.StyleTarget(style128, scale=2.0)], 128, 0, content128, "none", None,
+                           tile=64)
+    finally:
+        handle.remove()
+    assert max(seen) < 256, seen    # the 256 px style image was seen in tiles
+    for n, g in a[0][1].items():
+        assert float((b[0][1][n] - g).pow(2).mean() / g.pow(2).mean()) < 1e-6, n
