@@ -635,7 +635,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                     if tiled:
                         x = _optimise_tiled(model, c_eff, content, terms, weights, t, memory_format, x,
                                             steps, opts, device, callback, interrupt, history, counter, total, k,
-                                            len(frame_plan), hw, t, n_frames, color_src)
+                                            len(frame_plan), hw, t, n_frames, color_src, temporal)
                     else:
                         x = _optimise(obj, x.detach().clone(), steps, opts, device, callback, interrupt, history,
                                       counter, total, k, len(frame_plan), hw, t, n_frames, color_src)
@@ -745,7 +745,7 @@ def _feather(h: int, w: int, box, hw, overlap: int, device) -> torch.Tensor:
 
 def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, frame, memory_format,
                     x: torch.Tensor, steps: int, opts: Options, device, callback, interrupt, history, counter,
-                    total, k, n_scales, hw, t, n_frames, color_src) -> torch.Tensor:
+                    total, k, n_scales, hw, t, n_frames, color_src, temporal=None) -> torch.Tensor:
     """One scale in overlapping tiles (block coordinate descent on the whole image's objective).
 
     Each tile is warm-started from the image so far and optimised so that the Gram of the whole
@@ -779,7 +779,10 @@ def _optimise_tiled(model, c_eff, content_t: ContentTarget, terms, weights, fram
         tterms = [(layers, grams, feather if fm is None else fm[sl[1:]] * feather, strength)
                   for (layers, grams, _, strength), fm in zip(terms, full_masks)]
         cm = feather if c_mask_full is None else c_mask_full[sl[1:]] * feather
-        return Objective(model, c_eff[sl], content_t, tterms, weights, frame, memory_format,
+        # A later video frame: the temporal term on the tile's part of the warped previous frame,
+        # weighted by the blend weights like the content term.
+        tt = None if temporal is None else (temporal[0][sl], temporal[1][sl] * feather)
+        return Objective(model, c_eff[sl], content_t, tterms, weights, frame, memory_format, tt,
                          content_mask=cm)
 
     def tile_stats(obj, img):

@@ -195,3 +195,18 @@ def test_area_entering_the_view_takes_the_stylised_palette_without_a_seam(vgg):
 def test_estimate_shift_finds_the_pan():
     frames = pan(2, step=5)
     assert T.estimate_shift(frames[:1], frames[1:]) == (0, -5)
+
+
+def test_temporal_loss_holds_in_tiles(vgg, style96):
+    """Video frames optimised in tiles keep the temporal term (each tile on its part of the warped
+    previous frame): with it the frames flicker less than with the warm start alone (0.037 vs
+    0.048 after undoing the pan; the two were identical when tiles dropped the term)."""
+    src = shared_image("golden_gate.jpg", 320)
+    frames = torch.cat([src[..., 20:116, 20 + 3 * i:148 + 3 * i] for i in range(2)])   # a pan, 128×96
+
+    def run(temporal_weight):
+        return nst_core.stylize(vgg, nst_core.ContentTarget(frames), [nst_core.StyleTarget(style96)],
+                                weights=nst_core.LossWeights(temporal=temporal_weight),
+                                opts=opts(128, steps=12, frame_steps=9, tile_size=64)).image
+    held, warm_only = run(nst_core.LossWeights().temporal), run(0.0)
+    assert compensated(held) < 0.9 * compensated(warm_only), (compensated(held), compensated(warm_only))
