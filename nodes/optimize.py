@@ -85,7 +85,8 @@ class Optimize(io.ComfyNode):
                                      "previews)."),
                 io.Int.Input("tile_size", default=d.tile_size, min=0, max=MAX_SIZE, optional=True,
                              tooltip="For outputs too large for the device's memory: scales larger than "
-                                     "this are optimised in overlapping tiles (at least 64 px; 0: off). "
+                                     "this are optimised in overlapping tiles (at least 64 px; 0: off), and "
+                                     "style images larger than this are read in tiles. "
                                      "About twice as slow as one piece; use large tiles."),
                 io.Int.Input("frame_steps", default=d.frame_steps, min=0, max=10000, optional=True,
                              tooltip="For a batch of frames with temporal on: iterations for every frame "
