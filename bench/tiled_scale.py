@@ -26,34 +26,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.benchlib import (DEFAULT_CONTENT, DEFAULT_STYLE, Cache, fmt_duration, log, machine_info,  # noqa: E402
-                            machine_md, md_table, stream, thread_env)
-
-# The CLI run as ``python -m nst_core`` runs it, plus one report at exit: peak memory.
-WRAPPER = r"""
-import json, runpy, sys
-sys.argv = ["nst_core"] + sys.argv[1:]
-code = 0
-try:
-    runpy.run_module("nst_core", run_name="__main__", alter_sys=True)
-except SystemExit as e:
-    code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-finally:
-    info = {}
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            info["peak_rss_mib"] = int(line.split()[1]) / 1024.0
-    import torch
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        info["cuda_max_allocated_mib"] = torch.cuda.max_memory_allocated() / 2 ** 20
-    sys.stdout.write("@@BENCH-RESULT " + json.dumps(info) + "\n")
-    sys.stdout.flush()
-sys.exit(code)
-"""
-
+                            machine_md, md_table, module_cmd, stream, thread_env)
 
 def run_cli(args, out_png: Path, extra, env) -> dict:
-    cmd = [sys.executable, "-c", WRAPPER, str(args.content), str(args.style), "-o", str(out_png), "--quiet",
-           "--device", args.device] + list(extra)
+    cmd = module_cmd("nst_core", [str(args.content), str(args.style), "-o", str(out_png), "--quiet",
+                                  "--device", args.device] + list(extra))
     log("  $ python -m nst_core " + " ".join(cmd[3:]))
     t0 = time.perf_counter()
     rc, result, lines = stream(cmd, env, prefix="    ")
