@@ -377,13 +377,13 @@ def _tiled_grams(model: VGGFeatures, image: torch.Tensor, layers: Sequence[str],
                 s = layer_stride(n)
                 f = feats[n][..., (y0 - py0) // s:(min(h, y0 + step) - py0) // s,
                              (x0 - px0) // s:(min(w, x0 + step) - px0) // s]
-                m = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1]).float()
-                if m.shape[0] == 0:
+                positions = f.shape[-2] * f.shape[-1]
+                if positions == 0:
                     continue
-                sums[n] = sums.get(n, 0) + m.t() @ m
-                counts[n] += m.shape[0]
+                sums[n] = sums.get(n, 0) + gram(f) * positions
+                counts[n] += positions
             del feats
-    return {n: (sums[n] / counts[n])[None] for n in layers}
+    return {n: sums[n] / counts[n] for n in layers}
 
 
 def style_image_at(st: StyleTarget, out_long: int, content_img: torch.Tensor, color: str) -> torch.Tensor:
