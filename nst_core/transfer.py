@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from . import color as colorlib
 from .image import fit_size, resize
+from .heap import steady_heap
 from .lbfgs import LBFGS, spectral_preconditioner
 from .losses import (CONTENT_SCALE, STYLE_SCALE, TV_SCALE, FusedGradient, content_loss, gram, relative_mse,
                      resize_mask, tv_loss)
@@ -100,6 +101,7 @@ class Options:
     tile_size: int = 0              # > 0: scales larger than this are optimised in overlapping tiles
     cudnn_benchmark: bool = True
     tf32: bool = True
+    keep_heap: str = "auto"         # auto | on | off: keep freed memory in the process (glibc; see heap.py)
 
 
 @dataclass
@@ -589,7 +591,8 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     counter = [0]
     outputs = []
     scale_starts: List[int] = []
-    with device_settings(device, opts), torch.enable_grad():
+    keep = opts.keep_heap == "on" or (opts.keep_heap == "auto" and device.type == "cpu")
+    with device_settings(device, opts), steady_heap(keep), torch.enable_grad():
         prev_out = prev_in = None
         for t in range(n_frames):
             frame = frames[t:t + 1]
@@ -676,6 +679,8 @@ def _validate(model, content: ContentTarget, styles, opts: Options) -> None:
         raise StylizeError("init is 'image' but no init image was given")
     if opts.color not in COLOR_MODES:
         raise StylizeError(f"unknown colour mode {opts.color!r}; use one of {', '.join(COLOR_MODES)}")
+    if opts.keep_heap not in ("auto", "on", "off"):
+        raise StylizeError(f"unknown keep_heap setting {opts.keep_heap!r}; use auto, on or off")
     if 0 < opts.tile_size < 64:
         raise StylizeError(f"tile size {opts.tile_size} px is too small; use at least 64 px (0 turns tiling off)")
     check_layers(model.arch, content.layers)
