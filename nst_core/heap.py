@@ -73,3 +73,12 @@ def steady_heap(enabled: bool = True):
                 lib.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
                 lib.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
                 lib.malloc_trim(0)
+
+
+def release() -> None:
+    """Hand the free memory back to the system now (``malloc_trim(0)``), e.g. between the phases
+    of a run inside :func:`steady_heap`: what one phase freed then stops counting as resident, and the
+    next phase's steady state no longer sits on top of it."""
+    lib = _glibc()
+    if lib is not None:
+        lib.malloc_trim(0)

@@ -30,15 +30,20 @@ class LBFGS:
         self.lo, self.hi = lo, hi
         self.first_step = first_step
         self.max_step_rms = max_step_rms
-        # The history lives in two preallocated [m, n] ring buffers: no per-step allocation of
-        # full-size vectors (on the CPU that churn fragments the heap and raises the peak RSS).
-        self.S = self.Y = None
+        # Every full-size vector lives in a buffer made here, before the first evaluation: the
+        # history in two [m, n] ring buffers, the previous iterate and gradient, and the work
+        # vectors. Nothing full-size is allocated in a step, and nothing made in one evaluation's
+        # memory outlives it: on the CPU either would fragment the heap and raise the peak RSS.
+        n = x.numel()
+        self.S = torch.empty((self.m, n), device=x.device)
+        self.Y = torch.empty_like(self.S)
         self.rho = torch.zeros(self.m, device=x.device)
         self.count = 0          # pairs stored (≤ m)
         self.newest = -1        # slot of the newest pair
-        self.prev_x = None
-        self.prev_g = None
-        self.q = self.d = None   # work vectors, kept: no per-step allocation
+        self.prev_x = torch.empty(n, device=x.device)
+        self.prev_g = torch.empty(n, device=x.device)
+        self.has_prev = False
+        self.q, self.d = torch.empty(n, device=x.device), torch.empty(n, device=x.device)
 
     def _slots(self) -> List[int]:
         """Slots of the stored pairs, oldest first."""
@@ -49,10 +54,7 @@ class LBFGS:
         x = self.x.detach()
         g = grad.detach().flatten().float()
         xf = x.flatten().float()
-        if self.prev_g is not None:
-            if self.S is None:
-                self.S = torch.empty((self.m, g.numel()), device=g.device)
-                self.Y = torch.empty_like(self.S)
+        if self.has_prev:
             j = (self.newest + 1) % self.m
             s, y = self.S[j], self.Y[j]
             torch.sub(xf, self.prev_x, out=s)
@@ -64,8 +66,6 @@ class LBFGS:
             # Initial Hessian scale from the newest pair (kept from the last good one otherwise).
             gamma_new = ys / torch.dot(y, self.P(y, self.d)).clamp_min(1e-30)
             self.gamma = torch.where(ok, gamma_new, getattr(self, "gamma", gamma_new.new_ones(())))
-        if self.q is None:
-            self.q, self.d = torch.empty_like(g), torch.empty_like(g)
         q = torch.neg(g, out=self.q)
         if self.count == 0:
             d = self.P(q, self.d)
@@ -85,17 +85,15 @@ class LBFGS:
             # RMS(d) = ‖d‖/√n: shorten the step to max_step_rms where it is longer (no host sync).
             limit = self.max_step_rms * math.sqrt(d.numel())
             d.mul_((limit / torch.linalg.vector_norm(d).clamp_min(1e-30)).clamp(max=1.0))
-        if self.prev_x is None:
-            self.prev_x = xf.clone()
-        else:
-            self.prev_x.copy_(xf)
-        self.prev_g = g
+        self.prev_x.copy_(xf)
+        self.prev_g.copy_(g)     # a copy: the gradient's own buffer is freed now, not next step
+        self.has_prev = True
         with torch.no_grad():
             self.x.add_(d.view_as(self.x).to(self.x.dtype)).clamp_(self.lo, self.hi)
 
     def reset(self) -> None:
         self.count, self.newest = 0, -1
-        self.prev_x = self.prev_g = None
+        self.has_prev = False
 
 
 def spectral_preconditioner(shape, cap: float = 64.0):

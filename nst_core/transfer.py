@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from . import color as colorlib
 from .image import fit_size, resize
+from . import heap
 from .heap import steady_heap
 from .lbfgs import LBFGS, spectral_preconditioner
 from .losses import (CONTENT_SCALE, STYLE_SCALE, TV_SCALE, FusedGradient, content_loss, gram, relative_mse,
@@ -634,6 +635,8 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                     x = resize(x, hw)
                 if t == 0:
                     scale_starts.append(counter[0])
+                if keep:
+                    heap.release()   # the targets' passes are done: their freed memory goes back
                 try:
                     if tiled:
                         x = _optimise_tiled(model, c_eff, content, terms, weights, t, memory_format, x,
