@@ -69,7 +69,8 @@ def worker_ours_speed(cfg):
     torch, nc, device, model = _setup(cfg)
     content, style = nc.load_image(cfg["content"]), nc.load_image(cfg["style"])
     warmup, iters = cfg["warmup"], cfg["iters"]
-    opts = nc.Options(size=cfg["size"], start_size=cfg["size"], steps=warmup + iters, optimizer="lbfgs")
+    opts = nc.Options(size=cfg["size"], start_size=cfg["size"], steps=warmup + iters, optimizer="lbfgs",
+                      keep_heap=cfg.get("keep_heap", "auto"))
     clock = bl.Clock(device)
     marks = []
     t0 = time.perf_counter()
@@ -110,8 +111,9 @@ def worker_bare_speed(cfg):
     x = nc.resize(content.to(device), hw).clone().requires_grad_(True)
     clock = bl.Clock(device)
     marks = [clock.mark()]
-    # The heap setting our loop uses on this device (keep_heap "auto": freed memory kept on the CPU).
-    with steady_heap(device.type == "cpu"):
+    # By default the heap setting our loop uses on this device (keep_heap "auto": freed memory kept on
+    # the CPU); with keep_heap "off", glibc's defaults (the floor for memory: every block returned).
+    with steady_heap(device.type == "cpu" and cfg.get("keep_heap", "auto") != "off"):
         for i in range(warmup + iters):
             xi = x if memory_format is None else x.contiguous(memory_format=memory_format)
             y = model(xi, [deepest])[deepest]
@@ -372,20 +374,24 @@ def run_speed(r: Runner, info: dict) -> list:
                   "device": a.device, "threads": a.threads, "cpu": info["cpu"], "torch": info["torch"],
                   "commit": info["commit"]}
         row = {"size": size}
-        for prog in ("ours", "bare", "pastiche"):
+        # On the CPU, ours and bare also run with glibc's heap defaults (keep_heap off): the memory floor.
+        progs = ("ours", "bare", "pastiche") + (() if a.device.startswith("cuda") else ("ours_lean", "bare_plain"))
+        for prog in progs:
             name = f"speed_{prog}_{size}_{a.device}"
             # pastiche's numbers do not depend on our code: a new commit of ours does not redo them.
             cfg = {k: v for k, v in common.items() if k != "commit"} if prog == "pastiche" else common
+            if prog in ("ours_lean", "bare_plain"):
+                cfg = dict(common, keep_heap="off")
             res = r.cache.get(name, cfg)
             if res is not None:
                 log(f"[{prog} {size}px] reusing the finished measurement (--fresh to redo)")
             else:
                 log(f"[{prog} {size}px] {a.warmup} warm-up + {a.iters} measured iterations")
-                if prog == "ours":
-                    res = r.worker("ours_speed", dict(common, style_scale=style_scale_for(a.content, a.style, size)),
-                                   f"  [ours {size}px] ")
-                elif prog == "bare":
-                    res = r.worker("bare_speed", common, f"  [bare {size}px] ")
+                if prog in ("ours", "ours_lean"):
+                    res = r.worker("ours_speed", dict(cfg, style_scale=style_scale_for(a.content, a.style, size)),
+                                   f"  [{prog} {size}px] ")
+                elif prog in ("bare", "bare_plain"):
+                    res = r.worker("bare_speed", cfg, f"  [{prog} {size}px] ")
                 else:
                     n = a.warmup + a.iters
                     p = r.pastiche(size, n, r.state / f"speed_pastiche_{size}.png", f"  [pastiche {size}px] ")
@@ -594,18 +600,28 @@ def write_report(r: Runner, info: dict, speed: list, ttq: dict) -> None:
         for row in speed:
             o, b, p = row["ours"], row["bare"], row["pastiche"]
             hw = o.get("hw", [0, 0])
-            above = "–"
-            if not cuda and o.get("rss_after_load_mib") and b.get("rss_after_load_mib"):
-                # What the run itself added to the process (torch, the model and the images excluded).
-                above = (f"{(o[mem_key] - o['rss_after_load_mib']) / (b[mem_key] - b['rss_after_load_mib']):.2f}")
+            def above(x, y):
+                """What run x added to its process over what run y added (torch, model and images excluded)."""
+                if cuda or not x or not y or not x.get("rss_after_load_mib") or not y.get("rss_after_load_mib"):
+                    return "–"
+                return f"{(x[mem_key] - x['rss_after_load_mib']) / (y[mem_key] - y['rss_after_load_mib']):.2f}"
+            lean, plain = row.get("ours_lean"), row.get("bare_plain")
             rows.append([f"{row['size']} ({hw[1]}×{hw[0]})", o["s_per_it"], b["s_per_it"],
                          f"{o['s_per_it'] / b['s_per_it']:.3f}", p["s_per_it"], f"{p['s_per_it'] / o['s_per_it']:.2f}",
                          f"{o.get(mem_key, float('nan')):.0f}", f"{b.get(mem_key, float('nan')):.0f}",
-                         f"{p.get(mem_key, float('nan')):.0f}", above])
+                         f"{p.get(mem_key, float('nan')):.0f}", above(o, b)]
+                        + ([] if cuda else [lean["s_per_it"] if lean else "–",
+                                            f"{lean.get(mem_key, float('nan')):.0f}" if lean else "–",
+                                            f"{plain.get(mem_key, float('nan')):.0f}" if plain else "–",
+                                            above(o, plain), above(lean, plain)]))
         lines += ["## Seconds per iteration and peak memory", "",
                   bl.md_table(["size px (W×H)", "ours s/it", "bare VGG s/it", "ours/bare", "pastiche s/it",
                                "pastiche/ours", f"ours {mem_label}", f"bare {mem_label}", f"pastiche {mem_label}",
-                               "ours/bare memory above load"], rows),
+                               "ours/bare memory above load"]
+                              + ([] if cuda else ["ours, heap returned: s/it", f"ours, heap returned: {mem_label}",
+                                                  f"bare, heap returned: {mem_label}",
+                                                  "memory above load: ours / bare heap returned",
+                                                  "memory above load: both heap returned"]), rows),
                   "",
                   f"Mean over {a.iters} iterations after {a.warmup} warm-up iteration(s), each program in its own process. "
                   "*ours*: `nst_core.stylize`, one scale, L-BFGS, default layers and automatic settings "
@@ -617,7 +633,11 @@ def write_report(r: Runner, info: dict, speed: list, ttq: dict) -> None:
                                                                      else "VmHWM, includes ~300 MiB of torch itself") + ")"
                   + ("" if cuda else "; *ours/bare memory above load*: each peak minus the process' RSS once torch, the "
                      "model and the images were loaded, i.e. what one optimisation step needs over what one bare "
-                     "forward+backward needs") + ".",
+                     "forward+backward needs. On the CPU our loop keeps freed memory in the process while it runs "
+                     "(`keep_heap`, automatic there: glibc would otherwise return every large block and fault it "
+                     "in again next iteration), and *ours* and *bare* both run that way. *heap returned*: both again "
+                     "with glibc's defaults (`keep_heap` off), where the peak follows the live tensors: the floor "
+                     "for memory. The kept heap's peak is higher by its fragmentation") + ".",
                   ""]
     if ttq:
         p, tgt = ttq["pastiche"], ttq["target"]
