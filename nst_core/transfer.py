@@ -102,7 +102,8 @@ class Options:
     tile_size: int = 0              # > 0: scales larger than this are optimised in overlapping tiles
     cudnn_benchmark: bool = True
     tf32: bool = True
-    keep_heap: str = "auto"         # auto | on | off: keep freed memory in the process (glibc; see heap.py)
+    keep_heap: str = "auto"         # auto | on | off: keep freed memory in the process (glibc; see heap.py);
+                                    # auto: on for CPU runs in the main thread
 
 
 @dataclass
@@ -592,7 +593,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     counter = [0]
     outputs = []
     scale_starts: List[int] = []
-    keep = opts.keep_heap == "on" or (opts.keep_heap == "auto" and device.type == "cpu")
+    keep = opts.keep_heap == "on" or (opts.keep_heap == "auto" and device.type == "cpu" and heap.pays_here())
     with device_settings(device, opts), steady_heap(keep), torch.enable_grad():
         prev_out = prev_in = None
         for t in range(n_frames):

@@ -70,3 +70,23 @@ def test_unknown_setting_is_refused(vgg, content96, style96):
     with pytest.raises(StylizeError, match="keep_heap"):
         nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
                          opts=nst_core.Options(size=64, keep_heap="yes"))
+
+
+def _kept_during_run(vgg, content, style) -> int:
+    """Faults refilling a 64 MB block, measured inside a ``keep_heap="auto"`` run's callback."""
+    seen = []
+    opts = nst_core.Options(size=64, start_size=64, steps=1, keep_heap="auto")
+    nst_core.stylize(vgg, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)], opts=opts,
+                     callback=lambda info: seen.append(_refault_64mb()))
+    return seen[0]
+
+
+def test_auto_keeps_the_heap_in_the_main_thread_only(vgg, content96, style96):
+    import threading
+    main = _kept_during_run(vgg, content96, style96)
+    out = []
+    worker = threading.Thread(target=lambda: out.append(_kept_during_run(vgg, content96, style96)))
+    worker.start()
+    worker.join()
+    assert main < 500, main                  # kept: the block is reused
+    assert out and out[0] > 10000, out       # a worker thread (ComfyUI's case): glibc's defaults
