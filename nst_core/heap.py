@@ -16,6 +16,7 @@ import ctypes
 import ctypes.util
 import sys
 import threading
+from typing import Optional
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
@@ -53,6 +54,35 @@ def pays_here() -> bool:
     unmaps whole heaps when they empty: there it gained 8% at 1024 px and nothing at 512 px, for
     the same extra peak memory, so ``auto`` leaves it off."""
     return available() and threading.current_thread() is threading.main_thread()
+
+
+# What a run adds to its process per pixel of its largest scale with glibc's defaults (measured at
+# 1024 px: 1.1–1.2 GB in bf16; 2.7 KB a pixel in fp32 at 512 px), rounded up, and what keeping the
+# heap adds on top of that (×1.2 at 1024 px, ×1.36 at 2048 px measured).
+BYTES_PER_PIXEL = {"reduced": 1500, "fp32": 3000}
+KEPT_FACTOR = 1.5
+
+
+def available_memory() -> Optional[int]:
+    """MemAvailable from /proc/meminfo in bytes (Linux), else None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def fits(pixels: int, reduced_precision: bool, avail: Optional[int] = None) -> bool:
+    """Whether a run whose largest optimised image has ``pixels`` pixels can keep its heap and still
+    use at most half of the available memory (estimated: see ``BYTES_PER_PIXEL``)."""
+    avail = available_memory() if avail is None else avail
+    if avail is None:
+        return True
+    need = pixels * BYTES_PER_PIXEL["reduced" if reduced_precision else "fp32"] * KEPT_FACTOR
+    return need <= avail / 2
 
 
 def available() -> bool:

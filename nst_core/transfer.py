@@ -103,7 +103,7 @@ class Options:
     cudnn_benchmark: bool = True
     tf32: bool = True
     keep_heap: str = "auto"         # auto | on | off: keep freed memory in the process (glibc; see heap.py);
-                                    # auto: on for CPU runs in the main thread
+                                    # auto: on for CPU runs in the main thread that fit in half the free memory
 
 
 @dataclass
@@ -593,7 +593,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     counter = [0]
     outputs = []
     scale_starts: List[int] = []
-    keep = opts.keep_heap == "on" or (opts.keep_heap == "auto" and device.type == "cpu" and heap.pays_here())
+    keep = _keep_heap(opts, device, plan)
     with device_settings(device, opts), steady_heap(keep), torch.enable_grad():
         prev_out = prev_in = None
         for t in range(n_frames):
@@ -663,6 +663,20 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
 def _as_seen(image: torch.Tensor, opts: Options) -> torch.Tensor:
     """The image as the optimiser works on it: grey luminance in luminance mode, else as it is."""
     return colorlib.gray3(colorlib.luminance(image)) if opts.color == "luminance" else image
+
+
+def _keep_heap(opts: Options, device: torch.device, plan) -> bool:
+    """``keep_heap``: ``auto`` keeps it for CPU runs in the main thread (where it pays, see
+    :func:`heap.pays_here`) when the kept heap is estimated to fit in half the available memory."""
+    if opts.keep_heap != "auto":
+        return opts.keep_heap == "on"
+    if device.type != "cpu" or not heap.pays_here():
+        return False
+    h, w = plan[-1][0]
+    pixels = h * w
+    if _tiled(opts, (h, w)):   # a tile and its overlap at a time, plus the whole image's state
+        pixels = min(pixels, 2 * opts.tile_size * opts.tile_size)
+    return heap.fits(pixels, resolve_precision(device, opts.precision) != "fp32")
 
 
 def _validate(model, content: ContentTarget, styles, opts: Options) -> None:
