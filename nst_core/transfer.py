@@ -24,7 +24,6 @@ import torch.nn.functional as F
 from . import color as colorlib
 from .image import fit_size, resize
 from . import heap
-from .heap import steady_heap
 from .lbfgs import LBFGS, spectral_preconditioner
 from .losses import (CONTENT_SCALE, STYLE_SCALE, TV_SCALE, FusedGradient, content_loss, gram, relative_mse,
                      resize_mask, tv_loss)
@@ -594,7 +593,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     outputs = []
     scale_starts: List[int] = []
     keep = _keep_heap(opts, device, plan)
-    with device_settings(device, opts), steady_heap(keep), torch.enable_grad():
+    with device_settings(device, opts), heap.steady_heap(keep), torch.enable_grad():
         prev_out = prev_in = None
         for t in range(n_frames):
             frame = frames[t:t + 1]
