@@ -233,7 +233,7 @@ class Objective:
         # the deepest, which the autograd graph must reach through a term of its own — its content
         # term if it has one (then its Grams can be fused), else its Gram.
         self.deepest = deepest = self.layers[-1]
-        self.fusable = {n for n in self.layers if n != deepest or deepest in self.c_layers}
+        self.fusable = [n for n in self.layers if n != deepest or deepest in self.c_layers]   # in layer order
         self.fuse = True
         self.c_mask = None
         cm = _pick(content_t.mask, frame) if content_mask is None else content_mask

@@ -70,7 +70,7 @@ def test_fused_content_gradient_equals_autograd(vgg, content96, style96, content
     (and then that layer's Gram is the fused one)."""
     obj = _objective(vgg, content96, style96, masked=True, memory_format=torch.channels_last,
                      content_layers=content_layers)
-    assert set(content_layers) <= obj.fusable | {obj.deepest}
+    assert set(content_layers) <= set(obj.fusable) | {obj.deepest}
     torch.manual_seed(6)
     x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
     _assert_fused_equals_autograd(obj, x, terms=("content", "style"))
