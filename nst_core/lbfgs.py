@@ -17,6 +17,7 @@ from typing import List
 
 import math
 
+import numpy as np
 import torch
 
 
@@ -99,10 +100,12 @@ class LBFGS:
 def spectral_preconditioner(shape, cap: float = 64.0):
     """``v ↦ F⁻¹(p·F v)`` over the last two dims, ``p(f) = min(cap, f_max / f)``: symmetric, positive."""
     h, w = shape[-2:]
-    fy = torch.fft.fftfreq(h).abs().view(-1, 1)
-    fx = torch.fft.rfftfreq(w).view(1, -1)
-    f = (fy ** 2 + fx ** 2).sqrt()
-    p = (math.sqrt(0.5) / f.clamp_min(1e-9)).clamp(max=cap)
+    # Made in numpy, whose sqrt is exact: torch's CPU sqrt is not, and its last bit changed from
+    # one process to the next (measured here), so the same settings gave different images per run.
+    fy = np.abs(np.fft.fftfreq(h)).reshape(-1, 1)
+    fx = np.fft.rfftfreq(w).reshape(1, -1)
+    f = np.sqrt(fy ** 2 + fx ** 2)
+    p = torch.from_numpy(np.minimum(math.sqrt(0.5) / np.maximum(f, 1e-9), cap).astype(np.float32))
     cache = {}
 
     def apply(v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
