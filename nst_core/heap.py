@@ -115,6 +115,21 @@ def steady_heap(enabled: bool = True):
                 lib.malloc_trim(0)
 
 
+@contextlib.contextmanager
+def returned_after(enabled: bool = True):
+    """On leaving the block, hand the process' free memory back to the system (``malloc_trim(0)``)
+    unless a :func:`steady_heap` is still keeping it. For runs with glibc's defaults, e.g. in
+    ComfyUI's worker thread: its arenas keep what a run freed (at 1024 px RSS stayed 640 MB above
+    what it was before the run; trimmed, 110 MB), and that memory belongs to the next node."""
+    try:
+        yield
+    finally:
+        if enabled:
+            with _lock:
+                if _depth == 0:
+                    release()
+
+
 def release() -> None:
     """Hand the free memory back to the system now (``malloc_trim(0)``), e.g. between the phases
     of a run inside :func:`steady_heap`: what one phase freed then stops counting as resident, and the

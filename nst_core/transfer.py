@@ -593,7 +593,9 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     outputs = []
     scale_starts: List[int] = []
     keep = _keep_heap(opts, device, plan)
-    with device_settings(device, opts), heap.steady_heap(keep), torch.enable_grad():
+    # The CPU's freed memory goes back to the system after the run (steady_heap does it when kept).
+    with device_settings(device, opts), heap.returned_after(device.type == "cpu" and not keep), \
+            heap.steady_heap(keep), torch.enable_grad():
         prev_out = prev_in = None
         for t in range(n_frames):
             frame = frames[t:t + 1]
