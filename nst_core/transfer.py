@@ -253,6 +253,9 @@ class Objective:
         return self.model(x, self.layers)
 
     def __call__(self, x: torch.Tensor):
+        # TV first: autograd runs the nodes made last first, so its backward then comes after the
+        # network's, when the activations are freed (made after them, it ran while all were alive).
+        tv = tv_loss(x)
         feats = self.features(x)
         terms: Dict[str, torch.Tensor] = {}
         # Layers that deeper ones also consume get their losses' gradients through a fused hook
@@ -305,7 +308,6 @@ class Objective:
             # region there): a zero term keeps the backward running through the network, so the
             # fused gradients of the shallower layers still arrive.
             s = s + 0.0 * feats[self.deepest].float().mean()
-        tv = tv_loss(x)
         terms["content"] = self.c_weight * c
         terms["style"] = style_w * s
         terms["tv"] = self.weights.tv * TV_SCALE * tv
