@@ -595,6 +595,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     outputs = []
     scale_starts: List[int] = []
     keep = _keep_heap(opts, device, plan)
+    _check_memory(opts, device, plan)
     # The CPU's freed memory goes back to the system after the run (steady_heap does it when kept).
     with device_settings(device, opts), heap.returned_after(device.type == "cpu" and not keep), \
             heap.steady_heap(keep), torch.enable_grad():
@@ -680,6 +681,36 @@ def _keep_heap(opts: Options, device: torch.device, plan) -> bool:
     if _tiled(opts, (h, w)):   # a tile and its overlap at a time, plus the whole image's state
         pixels = min(pixels, 2 * opts.tile_size * opts.tile_size)
     return heap.fits(pixels, resolve_precision(device, opts.precision) != "fp32")
+
+
+def _check_memory(opts: Options, device: torch.device, plan) -> None:
+    """On the CPU, refuse a run estimated to need more memory than the system has available: past
+    that, Linux's out-of-memory killer ends the whole process (ComfyUI with it) instead of an
+    error. GPUs raise an out-of-memory error, which the loop turns into a message."""
+    if device.type != "cpu":
+        return
+    avail = heap.available_memory()
+    if avail is None:
+        return
+    h, w = plan[-1][0]
+    reduced = resolve_precision(device, opts.precision) != "fp32"
+    tile = opts.tile_size if _tiled(opts, (h, w)) else 0
+    need = heap.run_need(h * w, reduced, tile)
+    if need <= avail:
+        return
+    def amount(n):
+        return f"{n / 1024 ** 3:.1f} GB" if n >= 1024 ** 3 else f"{n / 1024 ** 2:.0f} MB"
+    what = f"in {tile} px tiles " if tile else ""
+    fit = heap.largest_tile(avail, reduced, h * w)
+    if fit:
+        hint = f"Set a {'smaller ' if tile else ''}tile size (about {fit} px) to optimise in tiles, or lower the output size"
+    else:
+        hint = "Lower the output size"
+    if not reduced:
+        hint += ", or use bf16 precision (about half the memory)"
+    raise StylizeError(
+        f"a {w}×{h} px run {what}on the CPU needs about {amount(need)} of memory and "
+        f"{amount(avail)} is available. {hint}.")
 
 
 def _validate(model, content: ContentTarget, styles, opts: Options) -> None:

@@ -95,3 +95,24 @@ def test_blend_styles_passes_the_tile_size_on(vgg, content128, style128):
     assert max(seen) < 256, seen    # the 256 px style image was seen in tiles
     for n, g in a[0][1].items():
         assert float((b[0][1][n] - g).pow(2).mean() / g.pow(2).mean()) < 1e-6, n
+
+
+def test_a_cpu_run_larger_than_memory_is_refused_with_a_tile_size_that_fits(vgg, content128, style128, monkeypatch):
+    # A machine with 32 MB available: the whole 128x96 image in fp32 is estimated at 37 MB, so it
+    # must be refused (before any optimisation) with a tile size that would fit (64 px: 29 MB).
+    opts = dict(size=128, start_size=128, scale_steps=[2], precision="fp32")
+    monkeypatch.setattr(T.heap, "available_memory", lambda: 32_000_000)
+    with pytest.raises(nst_core.StylizeError) as e:
+        nst_core.stylize(vgg, nst_core.ContentTarget(content128), [nst_core.StyleTarget(style128)],
+                         opts=nst_core.Options(**opts))
+    msg = str(e.value)
+    assert "128×96 px run on the CPU needs about 35 MB of memory and 31 MB is available" in msg and "tile size (about 64 px)" in msg, msg
+    # The suggested tile size does fit: that run goes ahead.
+    out = nst_core.stylize(vgg, nst_core.ContentTarget(content128), [nst_core.StyleTarget(style128)],
+                           opts=nst_core.Options(tile_size=64, **opts))
+    assert out.image.shape == content128.shape
+    # Where not even 64 px tiles fit, the message says to lower the size.
+    monkeypatch.setattr(T.heap, "available_memory", lambda: 5_000_000)
+    with pytest.raises(nst_core.StylizeError, match="Lower the output size"):
+        nst_core.stylize(vgg, nst_core.ContentTarget(content128), [nst_core.StyleTarget(style128)],
+                         opts=nst_core.Options(tile_size=64, **opts))
