@@ -181,6 +181,35 @@ def default_history(numel: int, device: torch.device) -> int:
 # ---------------------------------------------------------------------------------------------
 # Targets and the objective
 
+class LossLog:
+    """The loss terms of every iteration, written on the run's device into one buffer per term
+    (no host sync), made when the term is first seen.
+
+    Not a list of 0-d tensors: each of those is a small allocation that lives as long as the run,
+    and on the CPU glibc places it in a hole that one iteration's large buffers left, which the
+    next iteration then cannot reuse, so the heap grew with every step (1024 px in 256 px tiles:
+    RSS peak 1964 MB with a list, 885 MB with these buffers; 1448 px: 3220 MB, growing all run)."""
+
+    def __init__(self, capacity: int, device):
+        self.capacity = max(1, int(capacity))
+        self.device = device
+        self.buffers: Dict[str, torch.Tensor] = {}
+        self.counts: Dict[str, int] = {}
+
+    def add(self, terms: Dict[str, torch.Tensor]) -> None:
+        for name, v in terms.items():
+            buf, n = self.buffers.get(name), self.counts.get(name, 0)
+            if buf is None:
+                buf = self.buffers[name] = torch.empty(self.capacity, device=self.device)
+            elif n == buf.numel():   # more iterations than planned: grow (not expected)
+                buf = self.buffers[name] = torch.cat([buf, torch.empty_like(buf)])
+            buf[n] = v
+            self.counts[name] = n + 1
+
+    def as_lists(self) -> Dict[str, List[float]]:
+        return {k: b[:self.counts[k]].cpu().tolist() for k, b in self.buffers.items()}
+
+
 def _pick(mask: Optional[torch.Tensor], frame: int) -> Optional[torch.Tensor]:
     if mask is None:
         return None
@@ -590,7 +619,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     total = iters(plan) + (n_frames - 1) * (iters([(plan[-1][0], later_steps)]) if opts.temporal else iters(plan))
     memory_format = memory_format_for(device, opts.channels_last)
     model = runtime_model(model, device, opts)
-    history: Dict[str, List[torch.Tensor]] = {}
+    history = LossLog(total, device)
     counter = [0]
     outputs = []
     scale_starts: List[int] = []
@@ -660,7 +689,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
             out = colorlib.combine_luminance(x, color_src) if opts.color == "luminance" else x
             prev_out, prev_in = x.detach(), frame
             outputs.append(out.detach())
-    hist = {k: torch.stack(v).float().cpu().tolist() for k, v in history.items()}
+    hist = history.as_lists()
     return Result(torch.cat(outputs), hist, scale_starts, [hw for hw, _ in plan])
 
 
@@ -935,8 +964,7 @@ def _optimise(obj: Objective, x: torch.Tensor, steps: int, opts: Options, device
         terms = {n: v.detach() for n, v in terms.items()}
         del loss
         counter[0] += 1
-        for name, v in terms.items():
-            history.setdefault(name, []).append(v)
+        history.add(terms)
         if callback is not None:
             info = StepInfo(counter[0], total, k, n_scales, hw, t, n_frames, dict(terms), shown)
             if callback(info):
