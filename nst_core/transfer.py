@@ -188,7 +188,7 @@ class LossLog:
     Not a list of 0-d tensors: each of those is a small allocation that lives as long as the run,
     and on the CPU glibc places it in a hole that one iteration's large buffers left, which the
     next iteration then cannot reuse, so the heap grew with every step (1024 px in 256 px tiles:
-    RSS peak 1964 MB with a list, 885 MB with these buffers; 1448 px: 3220 MB, growing all run)."""
+    RSS peak 1964 MB with a list, 914 MB with these buffers; 1448 px: 3220 MB, growing all run)."""
 
     def __init__(self, capacity: int, device):
         self.capacity = max(1, int(capacity))

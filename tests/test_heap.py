@@ -19,8 +19,8 @@ def _faults() -> int:
 def _free_in_heap() -> int:
     """Bytes free inside glibc's arenas (all of them), or 0 where mallinfo2 is missing."""
     import ctypes
-    lib = ctypes.CDLL("libc.so.6")
-    if not hasattr(lib, "mallinfo2"):
+    lib = heap._glibc()
+    if lib is None or not hasattr(lib, "mallinfo2"):
         return 0
 
     class MallInfo2(ctypes.Structure):
@@ -47,6 +47,20 @@ def _refault_64mb() -> int:
     return min(counts) * (64 << 20) // n
 
 
+def _run_fresh(script: str) -> dict:
+    """Run ``script`` in a fresh Python process (with the repo and tests/ importable) and return
+    the JSON object it prints last."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+    here = Path(__file__).resolve().parent
+    code = "import sys; sys.path[:0] = [%r, %r]\n" % (str(here.parent), str(here)) + script
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 # Run in a fresh process: how often glibc's defaults fault pages in depends on the heap's history
 # (a long test session leaves free chunks that large blocks then reuse; in a fresh process, blocks
 # below 32 MB are often reused too, so the run is large enough for blocks above that).
@@ -70,15 +84,7 @@ print(json.dumps(out))
 
 
 def test_iterations_stop_faulting_pages_in():
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-    here = Path(__file__).resolve().parent
-    code = "import sys; sys.path[:0] = [%r, %r]\n" % (str(here.parent), str(here)) + _FAULTS_SCRIPT
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    faults = json.loads(proc.stdout.strip().splitlines()[-1])
+    faults = _run_fresh(_FAULTS_SCRIPT)
     # 640×480 px: relu1_1 alone is 39 MB in bf16 (79 MB in fp32), above the largest block glibc
     # serves from its heap by default (32 MB), so it is mapped afresh, page by page, every iteration.
     assert faults["off"] > 10000, faults
@@ -167,15 +173,7 @@ print(json.dumps(out))
 def test_a_run_on_a_worker_thread_hands_its_memory_back():
     """glibc's arenas keep most of what a run freed (measured at 512 px: RSS 400 MB above what it
     was before the run); the next ComfyUI node should get that memory, so a run ends by trimming."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-    here = Path(__file__).resolve().parent
-    code = "import sys; sys.path[:0] = [%r, %r]\n" % (str(here.parent), str(here)) + _RETURNED_SCRIPT
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    m = _run_fresh(_RETURNED_SCRIPT)
     used = m["peak"] - m["before"]
     assert used > 200, m   # the run did need memory (bf16 512 px: ~430 MB)
     assert m["after"] - m["before"] < 0.25 * used, m
@@ -209,14 +207,6 @@ def test_memory_does_not_grow_with_the_iterations():
     """A long run holds the same memory from its first quarter to its end. (Each iteration's loss
     terms were kept as 0-d tensors: small blocks that glibc put in the holes of the iteration's
     large freed buffers, so the heap grew every step: here 677 -> 1094 MB over 360 steps.)"""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-    here = Path(__file__).resolve().parent
-    code = "import sys; sys.path[:0] = [%r, %r]\n" % (str(here.parent), str(here)) + _STEADY_SCRIPT
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    m = json.loads(proc.stdout.strip().splitlines()[-1])
+    m = _run_fresh(_STEADY_SCRIPT)
     assert m["n"] == 480, m   # 12 tiles of 96 px × 40 steps
     assert m["end"] - m["quarter"] < 40, m
