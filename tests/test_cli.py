@@ -53,6 +53,24 @@ def test_progress_bar_and_multiscale(tmp_path, small_pair):
     assert Image.open(out).size == (80, 60)
 
 
+def test_progress_piped_to_a_log_is_a_few_plain_lines(tmp_path, small_pair):
+    """stderr is a pipe here, as in CI or `2> log`: no carriage returns, one line per scale and per
+    tenth of the run (not one per iteration), and the last iteration always shown."""
+    content, style = small_pair
+    r = cli(content, style, "-o", tmp_path / "log.png", "--size", 80, "--start-size", 40,
+            "--scale-steps", "24,8,8")
+    assert r.returncode == 0, r.stderr
+    assert "\r" not in r.stderr
+    lines = [l for l in r.stderr.splitlines() if "s/it" in l]
+    assert 3 <= len(lines) <= 13, r.stderr
+    assert lines[-1].startswith("40/40 80×60"), lines[-1]
+    sizes = [l.split()[1] for l in lines]
+    scales = list(dict.fromkeys(sizes))
+    assert len(scales) == 3 and scales[0] == "40×30" and scales[-1] == "80×60", sizes
+    first = [l.split()[0] for l in lines]
+    assert "25/40" in first and "33/40" in first, "a new scale's first iteration is shown: " + str(first)
+
+
 @pytest.mark.parametrize("case", ["missing_content", "missing_style", "unreadable", "bad_layer", "bad_weights"])
 def test_bad_input_one_line_exit_2_no_output(tmp_path, small_pair, case):
     content, style = small_pair
