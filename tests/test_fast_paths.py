@@ -5,6 +5,7 @@
   both memory formats, and when no term of the deepest layer is left in the graph.
 - channels_last and the bf16 runtime model against fp32 NCHW (same values; gradients equal up to the
   reduced precision and max-pool tie-breaking).
+- VGG's 2×2 pooling split into row bands (a parallel backward on the CPU) against torch's pooling.
 - The L-BFGS two-loop with in-place updates against a textbook two-loop; its trust region.
 - ``auto`` precision/memory format resolve to what the device supports.
 """
@@ -154,6 +155,33 @@ def test_gram_layouts_agree():
         a = losses.gram(f, mask)
         b = losses.gram(f.contiguous(memory_format=torch.channels_last), mask)
         assert torch.allclose(a, b, atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["max", "avg"])
+def test_banded_pooling_is_torchs_pooling_bit_for_bit(mode):
+    """Pool2x2 splits a channels_last CPU image into row bands (seen by the pool as a batch) so its
+    backward runs on every core; output, its layout and the gradient are torch's own, exactly, for
+    even and odd sizes, a batch, both layouts and both precisions."""
+    from nst_core.vgg import Pool2x2
+    import torch.nn.functional as F
+    ref = F.max_pool2d if mode == "max" else F.avg_pool2d
+    torch.manual_seed(0)
+    banded = 0
+    for shape in [(1, 16, 96, 128), (2, 8, 48, 66), (1, 8, 34, 35), (1, 8, 33, 40), (1, 3, 68, 90)]:
+        for dtype in (torch.float32, torch.bfloat16):
+            for cl in (True, False):
+                x = torch.relu(torch.randn(shape)).to(dtype)
+                if cl:
+                    x = x.contiguous(memory_format=torch.channels_last)
+                a, b = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+                ya, yb = Pool2x2(mode)(a), ref(b, 2, 2)
+                g = torch.randn(yb.shape).to(dtype)
+                (ga,), (gb,) = torch.autograd.grad(ya, a, g), torch.autograd.grad(yb, b, g)
+                what = (shape, dtype, cl)
+                assert torch.equal(ya, yb) and ya.stride() == yb.stride(), what
+                assert torch.equal(ga, gb) and ga.stride() == gb.stride(), what
+                banded += Pool2x2.bands(a) > 1
+    assert banded == 6     # 96, 48 and 68 rows in channels_last, both precisions: the split was used
 
 
 def _textbook_direction(g, S, Y):
