@@ -168,7 +168,7 @@ def default_history(numel: int, device: torch.device) -> int:
     """L-BFGS memory: 20 pairs (as good as 50 here, and the two-loop recursion is 2.5× cheaper),
     fewer where 20 would take more than 128 MB (2 fp32 vectors a pair), never fewer than 5.
 
-    On the CPU that is 20 pairs up to ~600 px and 6 at 1024 px, where 20 would take 380 MB, a
+    On the CPU that is 20 pairs up to ~600 px and 7 at 1024×768 px, where 20 would take 380 MB, a
     third of what a bf16 forward+backward needs (10 pairs instead of 20 cost ~0.6% of the loss
     after 100 iterations at 384 px, measured)."""
     budget = 128 << 20
