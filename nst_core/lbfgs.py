@@ -32,17 +32,17 @@ class LBFGS:
         self.first_step = first_step
         self.max_step_rms = max_step_rms
         # Every full-size vector lives in a buffer made here, before the first evaluation: the
-        # history in two [m, n] ring buffers and the work vectors. Nothing full-size is allocated
-        # in a step, and nothing made in one evaluation's memory outlives it: on the CPU either
-        # would fragment the heap and raise the peak RSS.
+        # history in two [m, n] ring buffers, the previous iterate and gradient, and the work
+        # vectors. Nothing full-size is allocated in a step, and nothing made in one evaluation's
+        # memory outlives it: on the CPU either would fragment the heap and raise the peak RSS.
         n = x.numel()
         self.S = torch.empty((self.m, n), device=x.device)
         self.Y = torch.empty_like(self.S)
         self.rho = torch.zeros(self.m, device=x.device)
         self.count = 0          # pairs stored (≤ m)
         self.newest = -1        # slot of the newest pair
-        # The previous iterate and gradient wait in the slot the next pair will take (the oldest
-        # pair's, once the recursion that needed it is done), not in two vectors of their own.
+        self.prev_x = torch.empty(n, device=x.device)
+        self.prev_g = torch.empty(n, device=x.device)
         self.has_prev = False
         self.q, self.d = torch.empty(n, device=x.device), torch.empty(n, device=x.device)
 
@@ -57,9 +57,9 @@ class LBFGS:
         xf = x.flatten().float()
         if self.has_prev:
             j = (self.newest + 1) % self.m
-            s, y = self.S[j], self.Y[j]          # hold the previous iterate and gradient
-            torch.sub(xf, s, out=s)
-            torch.sub(g, y, out=y)
+            s, y = self.S[j], self.Y[j]
+            torch.sub(xf, self.prev_x, out=s)
+            torch.sub(g, self.prev_g, out=y)
             ys = torch.dot(y, s)
             ok = ys > 1e-10 * torch.dot(y, y).clamp_min(1e-30)
             self.rho[j] = torch.where(ok, 1.0 / ys.clamp_min(1e-30), torch.zeros_like(ys))
@@ -86,9 +86,8 @@ class LBFGS:
             # RMS(d) = ‖d‖/√n: shorten the step to max_step_rms where it is longer (no host sync).
             limit = self.max_step_rms * math.sqrt(d.numel())
             d.mul_((limit / torch.linalg.vector_norm(d).clamp_min(1e-30)).clamp(max=1.0))
-        j = (self.newest + 1) % self.m
-        self.S[j].copy_(xf)
-        self.Y[j].copy_(g)       # a copy: the gradient's own buffer is freed now, not next step
+        self.prev_x.copy_(xf)
+        self.prev_g.copy_(g)     # a copy: the gradient's own buffer is freed now, not next step
         self.has_prev = True
         with torch.no_grad():
             self.x.add_(d.view_as(self.x).to(self.x.dtype)).clamp_(self.lo, self.hi)

@@ -223,19 +223,6 @@ def test_lbfgs_two_loop_matches_textbook():
         prev = (xf, g)
 
 
-def test_lbfgs_keeps_its_history_and_two_work_vectors_only():
-    """Besides the image, L-BFGS holds m pairs and two work vectors of the image's size: the previous
-    iterate and gradient wait in the slot the next pair takes (two vectors fewer: 19 MB at 1024 px)."""
-    torch.manual_seed(5)
-    x = torch.rand(1, 3, 16, 20)
-    n, m = x.numel(), 5
-    opt = LBFGS(x, history_size=m)
-    for _ in range(2 * m):
-        opt.step(x - 0.5 + 0.01 * torch.randn_like(x))
-        held = sum(t.numel() for t in vars(opt).values() if isinstance(t, torch.Tensor) and t is not opt.x)
-        assert held - 2 * m * n - 2 * n < n, f"{held / n:.2f} image-sized vectors held, expected {2 * m + 2}"
-
-
 def test_lbfgs_long_steps_are_shortened_along_the_same_direction():
     """The trust region: a step longer than max_step_rms (RMS per element) is cut to that length,
     not clipped per element; shorter steps are left alone."""
