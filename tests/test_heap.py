@@ -51,8 +51,10 @@ print(json.dumps(out))
 def test_iterations_stop_faulting_pages_in():
     faults = _run_fresh(_FAULTS_SCRIPT)
     # 640×480 px: relu1_1 alone is 39 MB in bf16 (79 MB in fp32), above the largest block glibc
-    # serves from its heap by default (32 MB), so it is mapped afresh, page by page, every iteration.
-    assert faults["off"] > 10000, faults
+    # serves from its heap by default (32 MB), so it is mapped afresh, page by page, every iteration:
+    # 9600 pages for that block alone (since the banded pooling, b9fa8ef, about all that faults).
+    pages = 64 * 480 * 640 * 2 // 4096
+    assert faults["off"] > 0.9 * pages, faults
     assert faults["on"] < 0.05 * faults["off"], faults
 
 
