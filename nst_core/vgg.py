@@ -111,10 +111,8 @@ class Pool2x2(nn.Module):
 
     def __init__(self, mode: str = "max"):
         super().__init__()
-        if mode not in ("max", "avg"):
-            raise ValueError(f"pooling must be 'max' or 'avg', not {mode!r}")
-        self.mode = mode
-        self.pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+        self.mode = mode      # checked by VGGFeatures, which makes these
+        self.pool = {"max": F.max_pool2d, "avg": F.avg_pool2d}[mode]
 
     @staticmethod
     def bands(x: torch.Tensor) -> int:
@@ -132,7 +130,7 @@ class Pool2x2(nn.Module):
         n, c, h, w = x.shape
         # NHWC memory: [n, h, w, c] → [n·k, h/k, w, c], shown to the pool as channels_last NCHW.
         y = self.pool(x.permute(0, 2, 3, 1).reshape(n * k, h // k, w, c).permute(0, 3, 1, 2), 2, 2)
-        return y.permute(0, 2, 3, 1).reshape(n, (h // k // 2) * k, y.shape[-1], c).permute(0, 3, 1, 2)
+        return y.permute(0, 2, 3, 1).reshape(n, h // 2, w // 2, c).permute(0, 3, 1, 2)
 
     def extra_repr(self) -> str:
         return f"{self.mode}, kernel 2, stride 2"
