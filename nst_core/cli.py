@@ -73,11 +73,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision,
                    help="VGG arithmetic: auto = bf16 on CUDA GPUs that support it and on CPUs with AMX, fp32 "
                         "elsewhere (loss values accumulate in fp32 either way)")
-    p.add_argument("--keep-heap", choices=("auto", "on", "off"), default=d.keep_heap,
-                   help="keep freed memory in the process during the run instead of returning it to the system "
-                        "after every iteration (Linux/glibc; auto = on for CPU runs that fit in half the available "
-                        "memory with it): 20-60%% less time per iteration at 512-2048 px on the CPU, a higher "
-                        "peak; handed back at the end")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
 
@@ -161,7 +156,6 @@ def run_stylize(args) -> int:
     opts = st.Options(size=args.size, steps=args.steps, start_size=args.start_size, scale_steps=args.scale_steps,
                       optimizer=args.optimizer, lr=args.lr, history_size=args.history_size, init=args.init,
                       init_image=init_image, seed=args.seed, color=args.color, precision=args.precision,
-                      keep_heap=args.keep_heap,
                       tile_size=args.tile_size)
     weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight)
     targets = [st.StyleTarget(s, layers=style_layers, weight=b, scale=args.style_scale)

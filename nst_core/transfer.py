@@ -22,116 +22,20 @@ import torch
 import torch.nn.functional as F
 
 from . import color as colorlib
+from . import memory
+from .checks import check_mask, validate
+from .frames import follow_previous
 from .image import fit_size, resize
-from . import heap
+from .options import (COLOR_MODES, DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, INITS, MIN_SIZE, OPTIMIZERS,
+                      ContentTarget, Interrupted, LossWeights, Options, Result, StepInfo, StyleTarget, StylizeError)
 from .lbfgs import LBFGS, spectral_preconditioner
 from .losses import (CONTENT_SCALE, STYLE_SCALE, TV_SCALE, FusedGradient, content_loss, gram, relative_mse,
                      resize_mask, tv_loss)
 from .vgg import VGGFeatures, check_layers, layer_stride
 
-DEFAULT_CONTENT_LAYERS = {"relu4_2": 1.0}
-DEFAULT_STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
-MIN_SIZE = 32
 TILE_SWEEPS = 3   # tiled scales: visits per tile (see _optimise_tiled)
 TILE_LOCAL = 0.15  # tiled scales: share of a tile's style term given to its own Gram (see Objective)
 STYLE_TILE_HALO = 64  # px of context around each tile of a tiled style pass (see _tiled_grams)
-INITS = ("content", "noise", "style_mean", "image")
-COLOR_MODES = ("none", "luminance", "linear", "histogram")
-OPTIMIZERS = ("lbfgs", "adam")
-
-
-class StylizeError(ValueError):
-    """Inputs that cannot work; the message names the problem and what to do."""
-
-
-class Interrupted(Exception):
-    """Raised when a callback asks the run to stop (the partial result is attached)."""
-
-    def __init__(self, image=None):
-        super().__init__("stopped by the callback")
-        self.image = image
-
-
-@dataclass
-class ContentTarget:
-    image: torch.Tensor                      # [B, 3, H, W] RGB 0..1 (B = frames)
-    layers: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
-    weight: float = 1.0                      # multiplies LossWeights.content
-    mask: Optional[torch.Tensor] = None      # [H, W] or [N, H, W], 0..1: where the content term applies
-
-
-@dataclass
-class StyleTarget:
-    image: torch.Tensor                      # [1, 3, H, W] RGB 0..1 (more images are averaged)
-    layers: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
-    weight: float = 1.0                      # relative weight among blended styles / region strength
-    scale: float = 1.0                       # style image long side relative to the output's
-    mask: Optional[torch.Tensor] = None      # [H, W] or [N, H, W], 0..1: region of the output
-
-
-@dataclass
-class LossWeights:
-    content: float = 5.0
-    style: float = 100.0
-    tv: float = 1e-3
-    temporal: float = 200.0
-
-
-@dataclass
-class Options:
-    size: int = 512                 # long side of the output in pixels (0: the content's own size)
-    steps: int = 100                # iterations at the first (coarsest) scale
-    start_size: int = 256           # first scale's long side; >= size gives a single-scale run
-    scale_ratio: float = math.sqrt(2.0)
-    step_decay: float = 0.5         # each finer scale gets this fraction of the previous one's steps
-    min_scale_steps: int = 20
-    scale_steps: Optional[Sequence[int]] = None   # explicit steps per scale (overrides the above)
-    optimizer: str = "lbfgs"
-    lr: float = 0.02                # Adam step size in 0..1 pixel units
-    history_size: int = 0           # L-BFGS memory; 0 = memory-aware default
-    precondition: bool = True       # L-BFGS: spectral (1/f) initial Hessian, see lbfgs.py
-    init: str = "content"
-    init_image: Optional[torch.Tensor] = None
-    seed: int = 0
-    color: str = "none"             # none | luminance | linear | histogram
-    frame_steps: int = 0            # iterations for frames after the first (0: the last scale's)
-    temporal: bool = True           # warm-start + temporal loss across frames
-    precision: str = "auto"         # auto | fp32 | bf16 | fp16 (the VGG pass; see runtime_model)
-    channels_last: str = "auto"     # auto | on | off
-    tile_size: int = 0              # > 0: scales larger than this are optimised in overlapping tiles
-    cudnn_benchmark: bool = True
-    tf32: bool = True
-    keep_heap: str = "auto"         # auto | on | off: keep freed memory in the process (glibc; see heap.py);
-                                    # auto: on for CPU runs in the main thread that fit in half the free memory
-
-
-@dataclass
-class StepInfo:
-    iteration: int                  # 1-based over the whole run (all scales and frames)
-    total: int
-    scale: int                      # 0-based scale index
-    n_scales: int
-    size: Tuple[int, int]
-    frame: int
-    n_frames: int
-    loss_tensors: Dict[str, torch.Tensor]
-    _image: Callable[[], torch.Tensor]
-
-    @property
-    def losses(self) -> Dict[str, float]:
-        return {k: float(v) for k, v in self.loss_tensors.items()}
-
-    def image(self) -> torch.Tensor:
-        """The current image, RGB 0..1 ``[1, 3, H, W]`` (colour restored in luminance mode)."""
-        return self._image()
-
-
-@dataclass
-class Result:
-    image: torch.Tensor                      # [B, 3, H, W]
-    history: Dict[str, List[float]]          # loss terms per iteration
-    scale_starts: List[int]                  # iteration index where each scale (of frame 0) began
-    sizes: List[Tuple[int, int]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,19 +125,6 @@ def _pick(mask: Optional[torch.Tensor], frame: int) -> Optional[torch.Tensor]:
     return m[min(frame, m.shape[0] - 1)]
 
 
-def check_mask(mask: Optional[torch.Tensor], hw: Tuple[int, int], what: str) -> None:
-    if mask is None:
-        return
-    if mask.dim() not in (2, 3, 4) or mask.shape[-1] < 1 or mask.shape[-2] < 1:
-        raise StylizeError(f"{what} mask has shape {tuple(mask.shape)}; expected [H, W] or [N, H, W]")
-    mh, mw = mask.shape[-2:]
-    ar_m, ar_c = mw / mh, hw[1] / hw[0]
-    if abs(math.log(ar_m / ar_c)) > 0.05:
-        raise StylizeError(
-            f"{what} mask is {mw}×{mh} but the content is {hw[1]}×{hw[0]}: their aspect ratios differ, "
-            "so the mask would land on the wrong region. Resize or crop the mask to the content's shape.")
-    if float(mask.max()) <= 0:
-        raise StylizeError(f"{what} mask is empty (all zero): paint the region the style should cover")
 
 
 class Objective:
@@ -556,36 +447,10 @@ def memory_format_for(device: torch.device, setting: str):
 # ---------------------------------------------------------------------------------------------
 # Frames: global shift between consecutive inputs (phase correlation) for warm starts
 
-def estimate_shift(a: torch.Tensor, b: torch.Tensor) -> Tuple[int, int]:
-    """Integer (dy, dx) such that ``b`` ≈ ``a`` moved by (dy, dx), by phase correlation."""
-    ga, gb = colorlib.luminance(a)[0, 0].float(), colorlib.luminance(b)[0, 0].float()
-    fa, fb = torch.fft.rfft2(ga - ga.mean()), torch.fft.rfft2(gb - gb.mean())
-    r = fb * fa.conj()
-    r = r / r.abs().clamp_min(1e-8)
-    corr = torch.fft.irfft2(r, s=ga.shape)
-    idx = int(torch.argmax(corr))
-    h, w = ga.shape
-    dy, dx = idx // w, idx % w
-    return (dy - h if dy > h // 2 else dy), (dx - w if dx > w // 2 else dx)
 
 
-def shift_image(x: torch.Tensor, dy: int, dx: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Move ``x`` by (dy, dx); returns the moved image and a validity mask ([1, 1, H, W])."""
-    h, w = x.shape[-2:]
-    out = torch.zeros_like(x)
-    valid = torch.zeros((1, 1, h, w), device=x.device, dtype=x.dtype)
-    ys, yd = (slice(0, h - dy), slice(dy, h)) if dy >= 0 else (slice(-dy, h), slice(0, h + dy))
-    xs, xd = (slice(0, w - dx), slice(dx, w)) if dx >= 0 else (slice(-dx, w), slice(0, w + dx))
-    out[..., yd, xd] = x[..., ys, xs]
-    valid[..., yd, xd] = 1
-    return out, valid
 
 
-def _soft_edges(valid: torch.Tensor, r: int) -> torch.Tensor:
-    """A 0/1 validity mask with linear ramps, ``r`` px wide, inside its edges that border invalid
-    areas (image borders keep 1): the previous frame fades into the area entering the view."""
-    blur = F.avg_pool2d(valid, 2 * r + 1, stride=1, padding=r, count_include_pad=False)
-    return valid * (2 * blur - 1).clamp(0, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -608,7 +473,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     """
     weights = weights or LossWeights()
     opts = opts or Options()
-    _validate(model, content, styles, opts)
+    validate(model, content, styles, opts)
     device = next(model.parameters()).device
     frames = content.image.to(device=device, dtype=torch.float32)
     n_frames = frames.shape[0]
@@ -623,11 +488,8 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     counter = [0]
     outputs = []
     scale_starts: List[int] = []
-    keep = _keep_heap(opts, device, plan)
     _check_memory(opts, device, plan)
-    # The CPU's freed memory goes back to the system after the run (steady_heap does it when kept).
-    with device_settings(device, opts), heap.returned_after(device.type == "cpu" and not keep), \
-            heap.steady_heap(keep), torch.enable_grad():
+    with device_settings(device, opts), torch.enable_grad():
         prev_out = prev_in = None
         for t in range(n_frames):
             frame = frames[t:t + 1]
@@ -640,14 +502,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                 c_img = resize(frame, hw)
                 temporal = None
                 if t > 0 and opts.temporal:
-                    prev_small = resize(prev_in, hw)
-                    dy, dx = estimate_shift(prev_small, c_img)
-                    warped, valid = shift_image(prev_out, dy, dx)
-                    valid = _soft_edges(valid, max(2, max(hw) // 32))
-                    moved_in, _ = shift_image(prev_small, dy, dx)
-                    # Stable where the input, moved by the global shift, did not change.
-                    same = torch.exp(-((moved_in - c_img).abs().mean(1, keepdim=True) / 0.05) ** 2)
-                    tmask = valid * same
+                    warped, valid, tmask = follow_previous(prev_in, prev_out, c_img)
                     if opts.init != "content":
                         base = _init(opts, c_img, styles, t, device)
                     else:   # areas entering the view: the photo in the stylised frame's colours
@@ -669,8 +524,6 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
                     x = resize(x, hw)
                 if t == 0:
                     scale_starts.append(counter[0])
-                if keep:
-                    heap.release()   # the targets' passes are done: their freed memory goes back
                 try:
                     if tiled:
                         x = _optimise_tiled(model, c_eff, content, terms, weights, t, memory_format, x,
@@ -698,18 +551,6 @@ def _as_seen(image: torch.Tensor, opts: Options) -> torch.Tensor:
     return colorlib.gray3(colorlib.luminance(image)) if opts.color == "luminance" else image
 
 
-def _keep_heap(opts: Options, device: torch.device, plan) -> bool:
-    """``keep_heap``: ``auto`` keeps it for CPU runs in the main thread (where it pays, see
-    :func:`heap.pays_here`) when the kept heap is estimated to fit in half the available memory."""
-    if opts.keep_heap != "auto":
-        return opts.keep_heap == "on"
-    if device.type != "cpu" or not heap.pays_here():
-        return False
-    h, w = plan[-1][0]
-    pixels = h * w
-    if _tiled(opts, (h, w)):   # a tile and its overlap at a time, plus the whole image's state
-        pixels = min(pixels, 2 * opts.tile_size * opts.tile_size)
-    return heap.fits(pixels, resolve_precision(device, opts.precision) != "fp32")
 
 
 def _check_memory(opts: Options, device: torch.device, plan) -> None:
@@ -718,19 +559,19 @@ def _check_memory(opts: Options, device: torch.device, plan) -> None:
     error. GPUs raise an out-of-memory error, which the loop turns into a message."""
     if device.type != "cpu":
         return
-    avail = heap.available_memory()
+    avail = memory.available_memory()
     if avail is None:
         return
     h, w = plan[-1][0]
     reduced = resolve_precision(device, opts.precision) != "fp32"
     tile = opts.tile_size if _tiled(opts, (h, w)) else 0
-    need = heap.run_need(h * w, reduced, tile)
+    need = memory.run_need(h * w, reduced, tile)
     if need <= avail:
         return
     def amount(n):
         return f"{n / 1024 ** 3:.1f} GB" if n >= 1024 ** 3 else f"{n / 1024 ** 2:.0f} MB"
     what = f"in {tile} px tiles " if tile else ""
-    fit = heap.largest_tile(avail, reduced, h * w)
+    fit = memory.largest_tile(avail, reduced, h * w)
     if fit:
         hint = f"Set a {'smaller ' if tile else ''}tile size (about {fit} px) to optimise in tiles, or lower the output size"
     else:
@@ -742,40 +583,6 @@ def _check_memory(opts: Options, device: torch.device, plan) -> None:
         f"{amount(avail)} is available. {hint}.")
 
 
-def _validate(model, content: ContentTarget, styles, opts: Options) -> None:
-    img = content.image
-    if not isinstance(img, torch.Tensor) or img.dim() != 4 or img.shape[1] != 3:
-        raise StylizeError(f"content image must be [B, 3, H, W]; got {tuple(getattr(img, 'shape', ()))}")
-    if img.shape[0] == 0:
-        raise StylizeError("the content batch is empty; connect at least one image")
-    if min(img.shape[-2:]) < 16:
-        raise StylizeError(f"content image is {img.shape[-1]}×{img.shape[-2]} px; it needs at least 16 px a side")
-    if not styles:
-        raise StylizeError("no style given; connect at least one style image")
-    if opts.optimizer not in OPTIMIZERS:
-        raise StylizeError(f"unknown optimizer {opts.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-    if opts.init not in INITS:
-        raise StylizeError(f"unknown init {opts.init!r}; use one of {', '.join(INITS)}")
-    if opts.init == "image" and opts.init_image is None:
-        raise StylizeError("init is 'image' but no init image was given")
-    if opts.color not in COLOR_MODES:
-        raise StylizeError(f"unknown colour mode {opts.color!r}; use one of {', '.join(COLOR_MODES)}")
-    if opts.keep_heap not in ("auto", "on", "off"):
-        raise StylizeError(f"unknown keep_heap setting {opts.keep_heap!r}; use auto, on or off")
-    if 0 < opts.tile_size < 64:
-        raise StylizeError(f"tile size {opts.tile_size} px is too small; use at least 64 px (0 turns tiling off)")
-    check_layers(model.arch, content.layers)
-    check_mask(content.mask, tuple(img.shape[-2:]), "content")
-    for i, st in enumerate(styles):
-        s = st.image
-        if not isinstance(s, torch.Tensor) or s.dim() != 4 or s.shape[1] != 3 or s.shape[0] == 0:
-            raise StylizeError(f"style image {i + 1} must be [N, 3, H, W] with N ≥ 1; got {tuple(getattr(s, 'shape', ()))}")
-        if min(s.shape[-2:]) < 16:
-            raise StylizeError(f"style image {i + 1} is {s.shape[-1]}×{s.shape[-2]} px; it needs at least 16 px a side")
-        if not 0.05 <= st.scale <= 8:
-            raise StylizeError(f"style scale {st.scale} is out of range; use 0.25–4")
-        check_layers(model.arch, st.layers)
-        check_mask(st.mask, tuple(img.shape[-2:]), f"style {i + 1}")
 
 
 def _init(opts: Options, content: torch.Tensor, styles: Sequence[StyleTarget], frame: int, device) -> torch.Tensor:

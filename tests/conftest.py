@@ -1,4 +1,4 @@
-"""Shared fixtures: the real offline VGG19 weights and small crops of the shared test images."""
+"""Shared fixtures: the real offline VGG19 weights and small copies of the bundled sample images."""
 from __future__ import annotations
 
 import sys
@@ -25,7 +25,7 @@ def _load_testlib():
     return mod
 
 
-shared_image = (sys.modules.get("testlib") or _load_testlib()).shared_image
+sample_image = (sys.modules.get("testlib") or _load_testlib()).sample_image
 
 torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
 
@@ -38,19 +38,19 @@ def vgg():
 
 @pytest.fixture(scope="session")
 def content96():
-    return shared_image("tubingen.jpg", 96)
+    return sample_image("tubingen.jpg", 96)
 
 
 @pytest.fixture(scope="session")
 def style96():
-    return shared_image("starry_night.jpg", 96)
+    return sample_image("starry_night.jpg", 96)
 
 
 @pytest.fixture(scope="session")
 def content128():
-    return shared_image("tubingen.jpg", 128)
+    return sample_image("tubingen.jpg", 128)
 
 
 @pytest.fixture(scope="session")
 def style128():
-    return shared_image("starry_night.jpg", 128)
+    return sample_image("starry_night.jpg", 128)

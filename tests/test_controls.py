@@ -5,7 +5,7 @@ import torch
 import nst_core
 from nst_core import color as C
 from nst_core import transfer as T
-from testlib import shared_image
+from testlib import sample_image
 
 
 def opts(size, **kw):
@@ -81,7 +81,7 @@ def test_color_matching_moves_style_colours_to_content(content96, style96, metho
 
 
 def test_blend_weights_lean_to_the_heavier_style(vgg, content96, style96):
-    scream = shared_image("the_scream.jpg", 96)
+    scream = sample_image("the_scream.jpg", 96)
     c = content96[..., :64, :64]
 
     def blend(wa, wb):
@@ -94,7 +94,7 @@ def test_blend_weights_lean_to_the_heavier_style(vgg, content96, style96):
 
 
 def test_blended_target_is_weighted_mean_of_grams(vgg, content96, style96):
-    scream = shared_image("the_scream.jpg", 64)
+    scream = sample_image("the_scream.jpg", 64)
     a = T.blend_styles(vgg, [nst_core.StyleTarget(style96)], 64, 0, content96, "none", None)[0][1]
     b = T.blend_styles(vgg, [nst_core.StyleTarget(scream)], 64, 0, content96, "none", None)[0][1]
     ab = T.blend_styles(vgg, [nst_core.StyleTarget(style96, weight=3), nst_core.StyleTarget(scream, weight=1)],
@@ -105,7 +105,7 @@ def test_blended_target_is_weighted_mean_of_grams(vgg, content96, style96):
 
 @pytest.mark.parametrize("scale", [0.5, 2.0])
 def test_style_scale_sets_the_gram_source_resolution(vgg, content96, scale):
-    style = shared_image("starry_night.jpg", 400)
+    style = sample_image("starry_night.jpg", 400)
     st = nst_core.StyleTarget(style, scale=scale)
     img = T.style_image_at(st, 96, content96, "none")
     assert max(img.shape[-2:]) == round(96 * scale)
@@ -126,7 +126,7 @@ def test_style_scale_out_of_range_refused(vgg, content96, style96):
 
 @pytest.mark.parametrize("init", ["style_mean", "image"])
 def test_init_options(vgg, content96, style96, init):
-    other = shared_image("golden_gate.jpg", 96)
+    other = sample_image("golden_gate.jpg", 96)
     o = opts(64, steps=3, init=init, init_image=other if init == "image" else None)
     r = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)], opts=o)
     base = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
@@ -143,7 +143,7 @@ def test_avg_pooling_model_runs_and_differs(content96, style96, vgg):
 
 
 def pan(n=4, step=3, size=64):
-    src = shared_image("golden_gate.jpg", 160)
+    src = sample_image("golden_gate.jpg", 160)
     return torch.cat([src[..., 10:10 + size, 10 + step * i:10 + size + step * i] for i in range(n)])
 
 
@@ -176,7 +176,7 @@ def test_area_entering_the_view_takes_the_stylised_palette_without_a_seam(vgg):
     the photo's colour distance after 10; started from the plain photo it kept 0.57). The previous
     frame fades into it over a few pixels: no seam (the step across the strip's edge was 1.46× and
     1.11× the median step between columns with a hard edge; 0.81× and 0.83× now)."""
-    style = shared_image("the_scream.jpg", 96)
+    style = sample_image("the_scream.jpg", 96)
     step = 8
     frames = pan(3, step=step)[..., :48, :]
     out = nst_core.stylize(vgg, nst_core.ContentTarget(frames), [nst_core.StyleTarget(style)],
@@ -201,7 +201,7 @@ def test_temporal_loss_holds_in_tiles(vgg, style96):
     """Video frames optimised in tiles keep the temporal term (each tile on its part of the warped
     previous frame): with it the frames flicker less than with the warm start alone (0.037 vs
     0.048 after undoing the pan; the two were identical when tiles dropped the term)."""
-    src = shared_image("golden_gate.jpg", 320)
+    src = sample_image("golden_gate.jpg", 320)
     frames = torch.cat([src[..., 20:116, 20 + 3 * i:148 + 3 * i] for i in range(2)])   # a pan, 128×96
 
     def run(temporal_weight):

@@ -9,12 +9,12 @@ import torch
 import nst_core
 
 ROOT = Path(__file__).resolve().parents[1]
-IMAGES = ROOT.parent / "shared" / "images"
+IMAGES = ROOT / "assets" / "samples"   # in the repo, so a bare clone passes
 
 
-def shared_image(name: str, long_side: int = 96) -> torch.Tensor:
-    """A read-only image from ../shared/images, downscaled so the long side is ``long_side``."""
+def sample_image(name: str, long_side: int = 96) -> torch.Tensor:
+    """A bundled sample image (assets/samples), downscaled so the long side is ``long_side``."""
     path = IMAGES / name
     if not path.is_file():
-        pytest.fail(f"test image {path} is missing: the tests need ../shared/images next to the repo")
+        pytest.fail(f"sample image {path} is missing from the repository")
     return nst_core.resize_long(nst_core.load_image(path), long_side)
