@@ -52,6 +52,7 @@ class LossWeights:
     style: float = 100.0
     tv: float = 1e-3
     temporal: float = 200.0
+    photoreal: float = 0.0          # > 0: photorealism regulariser (matting Laplacian, see photoreal.py)
     strength: float = 0.5           # style strength 0..1 along the content-style trade-off; 0.5 = calibrated
 
 

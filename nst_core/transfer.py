@@ -166,6 +166,10 @@ class Objective:
         self.c_norms = {n: t.float().pow(2).mean() for n, t in self.c_targets.items()}
         self.c_weight = weights.content * content_t.weight * CONTENT_SCALE
         self.temporal = temporal
+        self.photoreal = None
+        if weights.photoreal > 0:   # built once per scale from the content at that scale
+            from .photoreal import laplacian_term
+            self.photoreal = laplacian_term(content)
 
     def features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self.memory_format is not None:
@@ -234,6 +238,8 @@ class Objective:
         if self.temporal is not None:
             prev, mask = self.temporal
             terms["temporal"] = self.weights.temporal * (mask * (x - prev).pow(2)).mean()
+        if self.photoreal is not None:
+            terms["photoreal"] = self.weights.photoreal * self.photoreal(x)
         total = sum(terms.values())
         terms["total"] = total
         return total, terms
