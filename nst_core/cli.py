@@ -15,6 +15,7 @@ from typing import List, Optional
 import torch
 
 from . import transfer as st
+from . import video
 from .image import ImageError, load_image, save_image
 from .vgg import CONVENTIONS, parse_layers
 from .weights import DEFAULT, WeightsError, convert_to_safetensors, download_torchvision, load_vgg
@@ -33,9 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m nst_core",
         description="Neural style transfer (Gatys et al.): give CONTENT the style of STYLE(s).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("content", help="content image (photo)")
+    p.add_argument("content", help="content image (photo), or a video (.mp4/.webm/.mov/.mkv/.gif) or folder of frames")
     p.add_argument("styles", nargs="+", help="style image(s) (painting); several are blended")
-    p.add_argument("-o", "--output", required=True, help="output image (.png, .jpg or .webp)")
+    p.add_argument("-o", "--output", required=True,
+                   help="output image (.png, .jpg or .webp); for a video content a video file or a folder")
+    p.add_argument("--frames", type=int, default=0, help="video: stylise only the first N frames (0: all)")
+    p.add_argument("--temporal", choices=("on", "off"), default="on" if d.temporal else "off",
+                   help="video: follow each frame from the previous one along the optical flow (less flicker)")
+    p.add_argument("--fps", type=float, default=0, help="video: output frame rate (0: the clip's; 24 for a folder)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     p.add_argument("-s", "--size", type=int, default=d.size, help="long side of the output in px (0: content size)")
     p.add_argument("--steps", type=int, default=d.steps, help="iterations at the first scale (halved at each finer scale)")
@@ -100,7 +106,7 @@ class ProgressBar:
     def __init__(self, stream=sys.stderr):
         self.stream, self.t0, self.last = stream, time.time(), 0.0
         self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.size, self.tenth = None, 0
+        self.size, self.frame, self.tenth = None, 0, 0
 
     def _due(self, info: st.StepInfo, now: float) -> bool:
         if info.iteration == info.total:
@@ -108,9 +114,9 @@ class ProgressBar:
         if self.tty:
             return now - self.last >= 0.2
         tenth = 10 * info.iteration // max(info.total, 1)
-        new_scale = info.size != self.size
+        new_scale = info.size != self.size or info.frame != self.frame
         due = new_scale or tenth > self.tenth or now - self.last >= 10.0
-        self.size, self.tenth = info.size, max(self.tenth, tenth)
+        self.size, self.frame, self.tenth = info.size, info.frame, max(self.tenth, tenth)
         return due
 
     def __call__(self, info: st.StepInfo) -> None:
@@ -137,13 +143,15 @@ class ProgressBar:
 
 def run_stylize(args) -> int:
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
+    is_clip = video.check_cli_paths(args.content, out, args.frames, args.overwrite)
+    if out.exists() and not args.overwrite and not is_clip:
         raise FileExistsError(f"{out} already exists; use --overwrite to replace it, or choose another name")
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp") and not is_clip:
         raise ImageError(f"unsupported output type {out.suffix!r}; use .png, .jpg or .webp")
     content_layers = parse_layers(args.content_layers, "content")
     style_layers = parse_layers(args.style_layers, "style")
-    content = load_image(args.content)
+    clip = video.read_clip(args.content, args.frames, args.size) if is_clip else None
+    content = clip.frames if clip is not None else load_image(args.content)
     styles = [load_image(s) for s in args.styles]
     blend = args.style_blend_weights or [1.0] * len(styles)
     if len(blend) != len(styles):
@@ -156,13 +164,16 @@ def run_stylize(args) -> int:
     opts = st.Options(size=args.size, steps=args.steps, start_size=args.start_size, scale_steps=args.scale_steps,
                       optimizer=args.optimizer, lr=args.lr, history_size=args.history_size, init=args.init,
                       init_image=init_image, seed=args.seed, color=args.color, precision=args.precision,
-                      tile_size=args.tile_size)
+                      tile_size=args.tile_size, temporal=args.temporal == "on")
     weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight)
     targets = [st.StyleTarget(s, layers=style_layers, weight=b, scale=args.style_scale)
                for s, b in zip(styles, blend)]
     result = st.stylize(model, st.ContentTarget(content, layers=content_layers), targets, weights, opts,
                         callback=None if args.quiet else ProgressBar())
-    save_image(result.image.cpu(), out, overwrite=args.overwrite)
+    if clip is not None:
+        video.write_clip(result.image.cpu(), out, args.fps or clip.fps, overwrite=args.overwrite)
+    else:
+        save_image(result.image.cpu(), out, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {out} ({result.image.shape[-1]}×{result.image.shape[-2]})", file=sys.stderr)
     return 0

@@ -1,18 +1,45 @@
-"""Video frames: where the previous stylised frame goes in the next one.
+"""Video frames: where the previous stylised frame(s) go in the next one (Ruder et al. 2016).
 
-Deviation from Ruder et al. (2016): the motion between two input frames is one global shift,
-found by phase correlation (no optical flow); the temporal loss applies where the input, moved by
-that shift, did not change.
+Dense optical flow between the *input* frames (flow.py) moves the previous stylised frame onto the
+current one; the temporal loss applies only where the flow is reliable (forward–backward consistent,
+off motion boundaries, inside the frame). With ``long_term`` > 0, frames further back fill the
+pixels the previous frame cannot (each pixel follows the nearest frame where it is reliable, which is
+Ruder et al.'s long-term loss with disjoint weights). A frame that too few pixels can follow (a scene
+cut) starts fresh. ``flow="shift"`` keeps the older method: one global shift by phase correlation.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from collections import deque
+from dataclasses import dataclass
+from typing import Deque, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import color as colorlib
+from . import flow as flowlib
 from .image import resize
+
+FLOWS = flowlib.FLOW_METHODS + ("shift",)
+CUT_DIFFERENCE = 0.1      # grey-level difference (0..1) above which a followed pixel does not match
+
+
+@dataclass
+class Guide:
+    """The previous stylised frame(s), moved onto the current frame; all ``[1, *, H, W]``."""
+    warped: torch.Tensor       # [1, 3, H, W] where to start, and what the temporal loss pulls towards
+    valid: torch.Tensor        # [1, 1, H, W] soft-edged: where ``warped`` has content (else start afresh)
+    reliable: torch.Tensor     # [1, 1, H, W] where the temporal loss applies
+    matched: float             # fraction of pixels that follow the previous frame and look alike
+
+
+def long_term_offsets(long_term: int) -> Tuple[int, ...]:
+    """Which previous frames a frame follows: 1, and with ``long_term`` = k > 1 also k, 2k, 4k
+    back (Ruder et al. use 1, 10, 20, 40)."""
+    if long_term < 0:
+        raise ValueError(f"long_term must be 0 (previous frame only) or more, got {long_term}")
+    return (1,) if long_term <= 1 else (1, long_term, 2 * long_term, 4 * long_term)
 
 
 def estimate_shift(a: torch.Tensor, b: torch.Tensor) -> Tuple[int, int]:
@@ -47,16 +74,126 @@ def soft_edges(valid: torch.Tensor, r: int) -> torch.Tensor:
     return valid * (2 * blur - 1).clamp(0, 1)
 
 
-def follow_previous(prev_in: torch.Tensor, prev_out: torch.Tensor, frame: torch.Tensor):
-    """The previous stylised frame moved onto ``frame`` (``[1, 3, H, W]``, the input at this
-    scale): ``(warped, valid, reliable)``. ``valid`` (soft-edged, ``[1, 1, H, W]``) is where the
-    warped frame has content; ``reliable`` is where the temporal loss applies."""
+def _ramp(hw: Sequence[int]) -> int:
+    return max(2, max(hw) // 32)
+
+
+def _matched(moved_in: torch.Tensor, frame: torch.Tensor, mask: torch.Tensor) -> float:
+    """Fraction of all pixels inside ``mask`` whose moved input looks like this frame's."""
+    diff = (colorlib.luminance(moved_in) - colorlib.luminance(frame)).abs()
+    return float((mask * (diff < CUT_DIFFERENCE)).mean())
+
+
+def follow_shift(prev_in: torch.Tensor, prev_out: torch.Tensor, frame: torch.Tensor) -> Guide:
+    """The older method: one global shift (phase correlation); the temporal loss applies where the
+    input, moved by that shift, did not change."""
     hw = tuple(frame.shape[-2:])
     prev_small = resize(prev_in, hw)
     dy, dx = estimate_shift(prev_small, frame)
-    warped, valid = shift_image(prev_out, dy, dx)
-    valid = soft_edges(valid, max(2, max(hw) // 32))
+    warped, inside = shift_image(prev_out, dy, dx)
+    valid = soft_edges(inside, _ramp(hw))
     moved_in, _ = shift_image(prev_small, dy, dx)
-    # Stable where the input, moved by the global shift, did not change.
     same = torch.exp(-((moved_in - frame).abs().mean(1, keepdim=True) / 0.05) ** 2)
-    return warped, valid, valid * same
+    return Guide(warped, valid, valid * same, _matched(moved_in, frame, inside))
+
+
+@dataclass
+class _Past:
+    gray: np.ndarray           # the input frame, grey uint8, at the output's size
+    image: torch.Tensor        # the input frame, RGB, at the output's size
+    out: torch.Tensor          # the stylised frame
+
+
+class FrameGuide:
+    """Follows a run's frames: ``follow(frame)`` before stylising a frame, ``remember(frame, out)`` after.
+
+    ``follow`` returns None for the first frame and after a scene cut (stylise that frame afresh),
+    else a ``Guide``. Frames may come at any size: the past is resized to the asked frame's size.
+    """
+
+    def __init__(self, opts):
+        self.method = getattr(opts, "flow", "dis")
+        if self.method not in FLOWS:
+            raise ValueError(f"unknown flow method {self.method!r}; use one of {', '.join(FLOWS)}")
+        self.offsets = long_term_offsets(int(getattr(opts, "long_term", 0)))
+        self.scene_cut = float(getattr(opts, "scene_cut", 0.3))
+        self.past: Deque[_Past] = deque(maxlen=max(self.offsets))
+        self.cuts: List[int] = []          # indices (0-based, in remember order) of frames that started fresh
+        self._seen = 0
+
+    def remember(self, frame_in: torch.Tensor, frame_out: torch.Tensor) -> None:
+        """Keep a finished frame (input at any size, stylised output ``[1, 3, h, w]``)."""
+        small = resize(frame_in.detach(), tuple(frame_out.shape[-2:]))
+        self.past.append(_Past(flowlib.gray_u8(small), small, frame_out.detach()))
+        self._seen += 1
+
+    def follow(self, frame: torch.Tensor) -> Optional[Guide]:
+        """The past moved onto ``frame`` (``[1, 3, H, W]``, the input at the working size), or None."""
+        if not self.past:
+            return None
+        guide = self._follow_previous(frame)
+        if guide.matched < self.scene_cut:
+            self.cuts.append(self._seen)
+            self.past.clear()
+            return None
+        return self._add_long_term(guide, frame)
+
+    def _at(self, back: int, hw) -> Tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        p = self.past[-back]
+        if tuple(p.out.shape[-2:]) == tuple(hw):
+            return p.gray, p.image, p.out
+        image = resize(p.image, hw)
+        return flowlib.gray_u8(image), image, resize(p.out, hw)
+
+    def _follow_previous(self, frame: torch.Tensor) -> Guide:
+        hw = tuple(frame.shape[-2:])
+        gray, image, out = self._at(1, hw)
+        if self.method == "shift":
+            return follow_shift(image, out, frame)
+        warped, m, moved_in = self._warp(gray, image, out, frame)
+        valid = soft_edges(m.inside, _ramp(hw))
+        matched = _matched(moved_in, frame, m.inside * m.consistent)
+        return Guide(warped, valid, valid * m.consistent * (1 - m.boundary), matched)
+
+    def _warp(self, gray, image, out, frame):
+        m = flowlib.estimate_motion(gray, flowlib.gray_u8(frame), self.method)
+        m = flowlib.Motion(*(t.to(frame.device) for t in (m.backward, m.inside, m.consistent, m.boundary)))
+        return flowlib.warp(out, m.backward), m, flowlib.warp(image, m.backward)
+
+    def _add_long_term(self, guide: Guide, frame: torch.Tensor) -> Guide:
+        """Pixels the previous frame cannot follow take the nearest older frame that can."""
+        if self.method == "shift":
+            return guide
+        hw = tuple(frame.shape[-2:])
+        warped, reliable = guide.warped, guide.reliable
+        for back in self.offsets[1:]:
+            if back > len(self.past):
+                break
+            gray, image, out = self._at(back, hw)
+            w, m, _ = self._warp(gray, image, out, frame)
+            take = (m.reliable * (1 - (reliable > 0).to(reliable.dtype))) * guide.valid
+            warped = warped * (1 - take) + w * take
+            reliable = reliable + take
+        return Guide(warped, guide.valid, reliable, guide.matched)
+
+
+def follow_previous(prev_in: torch.Tensor, prev_out: torch.Tensor, frame: torch.Tensor, flow: str = "dis",
+                    scene_cut: float = 0.3):
+    """The previous stylised frame moved onto ``frame`` (``[1, 3, H, W]``, the input at this
+    scale): ``(warped, valid, reliable)``. ``valid`` (soft-edged, ``[1, 1, H, W]``) is where the
+    warped frame has content; ``reliable`` is where the temporal loss applies. After a scene cut
+    both masks are 0 (the frame starts from the photo, with no temporal loss)."""
+    guide = FrameGuide(_Opts(flow, 0, scene_cut))
+    guide.remember(prev_in, prev_out)
+    g = guide.follow(frame)
+    if g is None:
+        zero = torch.zeros_like(frame[:, :1])
+        return torch.zeros_like(prev_out), zero, zero
+    return g.warped, g.valid, g.reliable
+
+
+@dataclass
+class _Opts:
+    flow: str
+    long_term: int
+    scene_cut: float

@@ -76,6 +76,9 @@ class Options:
     style_loss: str = "gram"        # gram | mean_std | w2 | sliced_w (see style_stats.py)
     frame_steps: int = 0            # iterations for frames after the first (0: the last scale's)
     temporal: bool = True           # warm-start + temporal loss across frames
+    flow: str = "dis"               # frame-to-frame motion: dis | farneback (optical flow) | shift (one global shift)
+    long_term: int = 0              # k > 1: pixels the previous frame cannot follow come from k, 2k, 4k frames back
+    scene_cut: float = 0.3          # a frame starts fresh when fewer than this fraction of its pixels follow the last
     precision: str = "auto"         # auto | fp32 | bf16 | fp16 (the VGG pass; see runtime.py)
     channels_last: str = "auto"     # auto | on | off
     tile_size: int = 0              # > 0: the VGG pass of larger scales runs in tiles of this size
