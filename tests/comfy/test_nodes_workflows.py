@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import harness
-from nst_prompts import WORKFLOWS, fit, to_array
+from nst_prompts import SAMPLES, WORKFLOWS, fit, to_array
 
 WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.json"))
 SMALL = 64  # px, long side, for CI
@@ -62,6 +62,31 @@ def _animation(res, node_id):
         return getattr(im, "n_frames", 1), im.size
 
 
+def _video(res, node_id):
+    """The frames (RGB 0..1 arrays) of the one video file a SaveVideo node wrote."""
+    import os
+
+    import av
+    import folder_paths
+
+    (item,) = res.ui_outputs[node_id]["images"]
+    path = os.path.join(folder_paths.get_directory_by_type(item.get("type", "output")),
+                        item.get("subfolder", ""), item["filename"])
+    with av.open(path) as container:
+        return [f.to_ndarray(format="rgb24").astype(np.float32) / 255.0 for f in container.decode(video=0)]
+
+
+def _provide_clips(prompt) -> None:
+    """Load Video reads ComfyUI's input folder: put the bundled clips it names there, as a user would."""
+    import shutil
+
+    import folder_paths
+
+    for node in prompt.values():
+        if node["class_type"] == "LoadVideo":
+            shutil.copy(SAMPLES / node["inputs"]["file"], folder_paths.get_input_directory())
+
+
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
 def test_example_workflow_runs(nst_pack, object_info, path):
     ui = json.loads(path.read_text())
@@ -77,13 +102,15 @@ def test_example_workflow_runs(nst_pack, object_info, path):
         if node["class_type"] == "ImageScale":
             w, h = node["inputs"]["width"], node["inputs"]["height"]
             node["inputs"]["width"], node["inputs"]["height"] = fit((w, h), SMALL)
+    _provide_clips(prompt)
     res = nst_pack.execute_prompt(prompt)
 
     frames = _content_frames(res, prompt, optimizers[0])
     expected = fit((frames.shape[2], frames.shape[1]), SMALL)
     contents = [_resized(f, expected) for f in frames]
     saves = [nid for nid, n in prompt.items() if n["class_type"] == "SaveImage"]
-    assert saves
+    videos = [nid for nid, n in prompt.items() if n["class_type"] == "SaveVideo"]
+    assert saves or videos
     for nid in saves:
         images = res.images(nid)
         assert len(images) == len(contents), f"{path.stem}: one image per content frame"
@@ -92,3 +119,9 @@ def test_example_workflow_runs(nst_pack, object_info, path):
             assert np.abs(to_array(img) - content).mean() > 0.02, f"{path.stem}: output looks like the content"
     for nid in [nid for nid, n in prompt.items() if n["class_type"] == "SaveAnimatedWEBP"]:
         assert _animation(res, nid) == (len(contents), expected), f"{path.stem}: animation frames"
+    for nid in videos:
+        frames = _video(res, nid)
+        assert len(frames) == len(contents), f"{path.stem}: one video frame per content frame"
+        for frame, content in zip(frames, contents):
+            assert frame.shape == content.shape, f"{path.stem}: video frame size"
+            assert np.abs(frame - content).mean() > 0.02, f"{path.stem}: output looks like the content"
