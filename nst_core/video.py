@@ -10,7 +10,7 @@ import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List
 
 import numpy as np
 import torch
