@@ -13,8 +13,10 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..nst_core.image import to_pil
-from ..nst_core.transfer import (COLOR_MODES, INITS, OPTIMIZERS, ContentTarget, LossWeights, Options,
-                                 drop_runtime_copy, stylize)
+from ..nst_core.options import (COLOR_MODES, INITS, OPTIMIZERS, STYLE_LOSSES, ContentTarget, LossWeights,
+                                Options)
+from ..nst_core.runtime import drop_runtime_copy
+from ..nst_core.transfer import stylize
 from .convert import CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_to_image, image_to_core
 from .plot import loss_plot, pil_to_image
 
@@ -98,6 +100,17 @@ class Optimize(io.ComfyNode):
                 io.Image.Input("init_image", optional=True,
                                tooltip="Optional: starting image for init = image (one per frame, or one "
                                        "for all)."),
+                # New inputs go last: workflows address inputs by slot number.
+                io.Float.Input("style_strength", default=w.strength, min=0.0, max=1.0, step=0.05, optional=True,
+                               tooltip="Less or more of the painting, in even steps: 0.5 is the calibrated "
+                                       "balance (keeps the photo, paints it); 0.25 lighter, 0.75 heavier. "
+                                       "Multiplies the loss settings' style weight by 0.1 at 0 and 10 at 1."),
+                io.Combo.Input("style_loss", options=list(STYLE_LOSSES), default=d.style_loss, optional=True,
+                               tooltip="Which statistics of the painting to match: gram (Gatys et al., the "
+                                       "classic look), mean_std (per-channel mean and spread: colour and "
+                                       "contrast, lighter texture), w2 (mean and covariance, Wasserstein), "
+                                       "sliced_w (whole feature distributions: crisp textures; not with "
+                                       "tiles)."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The stylised image (one per content frame)."),
@@ -107,7 +120,8 @@ class Optimize(io.ComfyNode):
 
     @classmethod
     def execute(cls, vgg, content, style, init, optimizer, steps, size, start_size, seed, color, temporal,
-                precision, preview_interval, tile_size=0, frame_steps=0, loss=None, init_image=None):
+                precision, preview_interval, tile_size=0, frame_steps=0, loss=None, init_image=None,
+                style_strength=0.5, style_loss="gram"):
         if not isinstance(content, ContentTarget):
             raise NeuralStyleError("content: connect the output of a Neural Style: Encode Content node")
         styles = list(style) if isinstance(style, (list, tuple)) else []
@@ -116,7 +130,7 @@ class Optimize(io.ComfyNode):
         if init == "image" and init_image is None:
             raise NeuralStyleError("init is 'image' but nothing is connected to init_image: connect an "
                                    "IMAGE there, or choose another init")
-        weights = loss if isinstance(loss, LossWeights) else LossWeights()
+        weights = replace(loss if isinstance(loss, LossWeights) else LossWeights(), strength=float(style_strength))
         device = mm.get_torch_device()
         pbar = comfy.utils.ProgressBar(int(steps))
 
@@ -140,6 +154,7 @@ class Optimize(io.ComfyNode):
                 opts = Options(size=int(size), steps=int(steps), start_size=int(start_size), optimizer=optimizer,
                                init=init, seed=int(seed), color=color, temporal=bool(temporal),
                                precision=precision, tile_size=int(tile_size), frame_steps=int(frame_steps),
+                               style_loss=style_loss,
                                init_image=None if init_image is None else _to(image_to_core(init_image, "init_image"), device))
                 result = stylize(vgg, c, s, weights, opts, callback=on_step,
                                  interrupt=mm.throw_exception_if_processing_interrupted)

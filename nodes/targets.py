@@ -3,12 +3,14 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..nst_core.transfer import ContentTarget, LossWeights, StyleTarget
+from ..nst_core import options
+from ..nst_core.options import ContentTarget, LossWeights, StyleTarget
+from ..nst_core.vgg import format_layers
 from .convert import (CATEGORY, Content, Loss, Style, image_to_core, layers_problem, mask_to_core,
                       parse_layers)
 
-DEFAULT_CONTENT_LAYERS = "relu4_2"
-DEFAULT_STYLE_LAYERS = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
+DEFAULT_CONTENT_LAYERS = format_layers(options.DEFAULT_CONTENT_LAYERS)
+DEFAULT_STYLE_LAYERS = format_layers(options.DEFAULT_STYLE_LAYERS)
 _LAYERS_HELP = ("VGG layers as a comma-separated list, each optionally with a weight: "
                 "'relu4_2' or 'relu4_2:1, relu3_1:0.5'. Names: convX_Y, reluX_Y, poolX.")
 

@@ -7,7 +7,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .options import (COLOR_MODES, INITS, OPTIMIZERS, ContentTarget, Options, StyleTarget, StylizeError)
+from .options import (COLOR_MODES, INITS, OPTIMIZERS, STYLE_LOSSES, ContentTarget, Options, StyleTarget,
+                      StylizeError)
 from .vgg import check_layers
 
 
@@ -44,6 +45,11 @@ def validate(model, content: ContentTarget, styles: Sequence[StyleTarget], opts:
         raise StylizeError("init is 'image' but no init image was given")
     if opts.color not in COLOR_MODES:
         raise StylizeError(f"unknown colour mode {opts.color!r}; use one of {', '.join(COLOR_MODES)}")
+    if opts.style_loss not in STYLE_LOSSES:
+        raise StylizeError(f"unknown style loss {opts.style_loss!r}; use one of {', '.join(STYLE_LOSSES)}")
+    if opts.style_loss == "sliced_w" and opts.tile_size > 0:
+        raise StylizeError("the sliced Wasserstein style loss compares sorted features of the whole image, so it "
+                           "cannot run in tiles; use style loss gram, mean_std or w2 with a tile size, or no tiles")
     if 0 < opts.tile_size < 64:
         raise StylizeError(f"tile size {opts.tile_size} px is too small; use at least 64 px (0 turns tiling off)")
     check_layers(model.arch, content.layers)

@@ -14,9 +14,11 @@ from typing import List, Optional
 
 import torch
 
-from . import transfer as st
+from . import options as st
+from .transfer import stylize
 from .image import ImageError, load_image, save_image
-from .vgg import CONVENTIONS, parse_layers
+from .options import STYLE_LOSSES
+from .vgg import CONVENTIONS, format_layers, parse_layers
 from .weights import DEFAULT, WeightsError, convert_to_safetensors, download_torchvision, load_vgg
 
 
@@ -46,9 +48,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, default=w.content)
     p.add_argument("--style-weight", type=float, default=w.style)
     p.add_argument("--tv-weight", type=float, default=w.tv)
-    p.add_argument("--content-layers", default=",".join(st.DEFAULT_CONTENT_LAYERS),
+    p.add_argument("--style-strength", type=float, default=w.strength,
+                   help="0..1: less or more of the painting, in even steps (0.5: the calibrated balance); "
+                        "multiplies the style weight by 0.1 at 0 and 10 at 1")
+    p.add_argument("--style-loss", choices=STYLE_LOSSES, default=d.style_loss,
+                   help="style statistics: gram (Gatys), mean_std (per-channel mean and spread), w2 (Gaussian "
+                        "Wasserstein-2: mean and covariance), sliced_w (whole feature distributions; not in tiles)")
+    p.add_argument("--content-layers", default=format_layers(st.DEFAULT_CONTENT_LAYERS),
                    help="comma-separated layer[:weight] list")
-    p.add_argument("--style-layers", default=",".join(st.DEFAULT_STYLE_LAYERS),
+    p.add_argument("--style-layers", default=format_layers(st.DEFAULT_STYLE_LAYERS),
                    help="comma-separated layer[:weight] list")
     p.add_argument("--style-blend-weights", type=_floats, default=None,
                    help="relative weight of each style image, comma-separated (default: equal)")
@@ -156,11 +164,13 @@ def run_stylize(args) -> int:
     opts = st.Options(size=args.size, steps=args.steps, start_size=args.start_size, scale_steps=args.scale_steps,
                       optimizer=args.optimizer, lr=args.lr, history_size=args.history_size, init=args.init,
                       init_image=init_image, seed=args.seed, color=args.color, precision=args.precision,
+                      style_loss=args.style_loss,
                       tile_size=args.tile_size)
-    weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight)
+    weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight,
+                             strength=args.style_strength)
     targets = [st.StyleTarget(s, layers=style_layers, weight=b, scale=args.style_scale)
                for s, b in zip(styles, blend)]
-    result = st.stylize(model, st.ContentTarget(content, layers=content_layers), targets, weights, opts,
+    result = stylize(model, st.ContentTarget(content, layers=content_layers), targets, weights, opts,
                         callback=None if args.quiet else ProgressBar())
     save_image(result.image.cpu(), out, overwrite=args.overwrite)
     if not args.quiet:
