@@ -106,6 +106,9 @@ class Context:
         import torch
         self.plan, self.out = plan, out
         self.device = torch.device(plan.device)
+        if self.device.type == "cuda" and self.device.index is None:
+            # The loop keys its runtime model by the parameters' device (cuda:0); so must the bare pass.
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self.model = self.content = self.style = self.last_image = None
 
     def stylize(self, opts, callback=None, model=None):
@@ -147,11 +150,12 @@ def reset_peak(device) -> None:
             pass
 
 
-def peak_bytes(device):
-    """CUDA: max_memory_allocated; CPU (smoke): the process' peak RSS, or None."""
+def peak_bytes(device, reserved: bool = False):
+    """CUDA: max_memory_allocated (or _reserved: what the allocator held, the card's view); CPU
+    (smoke): the process' peak RSS, or None."""
     import torch
     if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device)
+        return (torch.cuda.max_memory_reserved if reserved else torch.cuda.max_memory_allocated)(device)
     try:
         line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
         return int(line.split()[1]) * 1024
@@ -237,10 +241,18 @@ def cuda_graph(step, device):
 # ---------------------------------------------------------------------------------------------
 # Sections: each fills its record ``rec`` as it goes, so a timeout keeps what was finished
 
+def cpu_name() -> str:
+    try:
+        line = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
+        return line.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
 def machine(ctx: Context, rec: dict) -> None:
     import torch
     rec.update(python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda,
-               cudnn=torch.backends.cudnn.version(), cpu=platform.processor() or platform.machine(),
+               cudnn=torch.backends.cudnn.version(), cpu=cpu_name(),
                cores=os.cpu_count(), device=str(ctx.device), smoke=ctx.device.type != "cuda",
                date=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
     if ctx.device.type == "cuda":
@@ -251,8 +263,11 @@ def machine(ctx: Context, rec: dict) -> None:
         q = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader"],
                            capture_output=True, text=True, timeout=10)
         rec["nvidia_smi"] = q.stdout.strip() or q.stderr.strip()
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-    rec["commit"] = git.stdout.strip() or "unknown"
+    rec["commit"] = "unknown (no git)"
+    if shutil.which("git"):
+        git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10)
+        rec["commit"] = git.stdout.strip() or "unknown (not a git checkout)"
     try:
         import pastiche
         rec["pastiche"] = f"{pastiche.__version__} ({Path(pastiche.__file__).parent})"
@@ -313,7 +328,7 @@ def peak_run(ctx: Context, opts, size: int) -> dict:
     base = peak_bytes(ctx.device)
     result, wall = timed(lambda: ctx.stylize(opts), ctx.device)
     out = {"hw": list(result.image.shape[-2:]), "wall_s": wall, "peak_bytes": peak_bytes(ctx.device),
-           "base_bytes": base, "history": pairs, "iterations": len(result.history.get("total", []))}
+           "reserved_bytes": peak_bytes(ctx.device, reserved=True), "base_bytes": base, "history": pairs, "iterations": len(result.history.get("total", []))}
     ctx.last_image = result.image.detach()
     return out
 
@@ -392,7 +407,9 @@ def compiled(ctx: Context, rec: dict) -> None:
         rec["compile"] = "off (--no-compile; off by default with --smoke)"
         return
     rec["compile_mode"] = ctx.plan.compile_mode
-    for precision, (step, net) in steps.items():
+    for precision in sorted(steps, key=lambda q: q != "bf16"):   # bf16, the default path, first
+        step, net = steps[precision]
+
         def run():
             with core("device_settings")(ctx.device, options(precision, size, 1)):
                 fast = torch.compile(net, mode=None if ctx.plan.compile_mode == "default" else ctx.plan.compile_mode)
@@ -468,61 +485,74 @@ def target_row(label: str, rec: dict, keys, show, ok, target: str) -> list:
     return [label, *out, target, ", ".join(verdicts)]
 
 
-def report(results: dict) -> str:
-    r, plan = results, results["plan"]
-    m = r.get("machine", {})
-    get = lambda name: r.get(name, {})   # noqa: E731
+def targets_table(r: dict) -> str:
+    """The issue's targets, met or not, per precision."""
+    plan, get = r["plan"], (lambda name: r.get(name, {}))
     s, n = plan["e2e"]
     mem = plan["memory_sizes"][0]
-    big, tile, tsteps = plan["tiled"]
-    targets = [
+    big, tile, steps = plan["tiled"]
+    rows = [
         target_row(f"{s}×{s} px × {n} iterations end to end (best of 2)", get("end_to_end"), PRECISIONS,
                    lambda e: f"{e['best_s']:.2f} s (first {e['first_s']:.2f} s)", lambda e: e["best_s"] <= 1.0, "≤ 1.0 s"),
         target_row(f"peak memory at {mem} px", get("memory"), [f"{p}_{mem}" for p in PRECISIONS],
-                   lambda e: gib(e["peak_bytes"]), lambda e: e["peak_bytes"] <= 12 * GIB, "≤ 12 GiB"),
-        target_row(f"{big} px output in {tile} px tiles ({tsteps} its per tile)", get("tiled"), PRECISIONS,
+                   lambda e: gib(e["peak_bytes"]), lambda e: e["peak_bytes"] <= 12 * GIB, "≤ 12 GiB allocated"),
+        target_row(f"{big} px output in {tile} px tiles ({steps} its per tile)", get("tiled"), PRECISIONS,
                    lambda e: f"{e['wall_s']:.1f} s, {gib(e['peak_bytes'])}", lambda e: True, "finishes"),
     ]
     c = get("correctness")
     if "mean_abs_diff" in c:
-        targets.append([f"{c['compared']}, {c['size']} px × {c['steps']} its fp32: mean abs pixel diff",
-                        f"{c['mean_abs_diff']:.4f} (loss rel. diff {c['rel_loss_diff']:.2e})", "", "< 0.02",
-                        "met" if c["passed"] else "NOT met"])
-    it_rows = [[e["hw"][1], k.split("_")[0], f"{e['ours_s'] * 1e3:.2f}", f"{e['bare_s'] * 1e3:.2f}",
-                f"{e['ratio']:.3f}", e["iters"], e["history"]] for k, e in ok_entries(get("iteration"))]
-    mem_rows = [[k.split("_")[0], f"{e['hw'][1]}×{e['hw'][0]}", gib(e["peak_bytes"]), gib(e["base_bytes"]),
-                 e["history"], e["iterations"], f"{e['wall_s']:.2f}"]
-                for name in ("memory", "tiled") for k, e in ok_entries(get(name))]
-    cmp = get("compile")
-    cmp_rows = []
+        rows.append([f"{c['compared']}, {c['size']} px × {c['steps']} its fp32: mean abs pixel diff",
+                     f"{c['mean_abs_diff']:.4f} (final loss rel. diff {c['rel_loss_diff']:.1e})", "", "< 0.02",
+                     "met" if c["passed"] else "NOT met"])
+    return md_table(["measurement", "fp32 (TF32)", "bf16", "target", "met"], rows)
+
+
+def detail_tables(r: dict) -> list:
+    """Seconds per iteration, peak memory, and the bare pass eager / CUDA graph / compiled."""
+    get = lambda name: r.get(name, {})   # noqa: E731
+    its = [[e["hw"][1], k.split("_")[0], f"{e['ours_s'] * 1e3:.2f}", f"{e['bare_s'] * 1e3:.2f}", f"{e['ratio']:.3f}",
+            e["iters"], e["history"]] for k, e in ok_entries(get("iteration"))]
+    tile = r["plan"]["tiled"][1]
+    mem = [[k.split("_")[0] + (f", {tile} px tiles" if name == "tiled" else ""), f"{e['hw'][1]}×{e['hw'][0]}",
+            gib(e["peak_bytes"]), gib(e["reserved_bytes"]), gib(e["base_bytes"]), e["history"], e["iterations"],
+            f"{e['wall_s']:.2f}"] for name in ("memory", "tiled") for k, e in ok_entries(get(name))]
+    c, fast = get("compile"), []
     for p in PRECISIONS:
-        eager, graph, comp = cmp.get(f"{p}_eager_s"), cmp.get(f"{p}_graph_s"), cmp.get(f"{p}_compiled")
+        eager, graph, comp = c.get(f"{p}_eager_s"), c.get(f"{p}_graph_s"), c.get(f"{p}_compiled")
         if isinstance(eager, float):
             g = f"{graph * 1e3:.2f} ({eager / graph:.2f}×)" if isinstance(graph, float) else "–"
             k = (f"{comp['per_call_s'] * 1e3:.2f} ({eager / comp['per_call_s']:.2f}×), first call {comp['first_call_s']:.1f} s"
                  if isinstance(comp, dict) and "per_call_s" in comp else "–")
-            cmp_rows.append([p, f"{eager * 1e3:.2f}", g, k])
-    cli = get("cli")
+            fast.append([p, f"{eager * 1e3:.2f}", g, k])
+    return [
+        "## Seconds per iteration: our loop vs a bare VGG19 forward+backward to relu5_1\n\n"
+        + md_table(["px", "precision", "ours ms/it", "bare ms/it", "ratio", "measured its", "L-BFGS pairs"], its),
+        "## Peak memory (max_memory_allocated / _reserved; base: allocated before the run; smoke: peak RSS)\n\n"
+        + md_table(["precision", "px", "peak allocated", "peak reserved", "base", "L-BFGS pairs", "iterations",
+                    "wall s"], mem)
+        + "\n\nThe L-BFGS pairs follow the free GPU memory (a 12 GB card keeps fewer): these peaks are upper bounds.",
+        f"## Bare pass at {r['plan']['graph_size']} px: eager vs CUDA graph vs torch.compile "
+        f"({c.get('compile_mode', 'off')})\n\n"
+        + md_table(["precision", "eager ms", "CUDA graph ms (speedup)", "torch.compile ms (speedup)"], fast),
+    ]
+
+
+def report(r: dict) -> str:
+    m, load, cli = r.get("machine", {}), r.get("load", {}), r.get("cli", {})
+    smoke = "\n\n**Smoke run on the CPU: a rehearsal of the script at tiny sizes, not a measurement.**" if m.get("smoke") else ""
     errors = [f"- {name}: {e['error']}" for name, e in r.items() if isinstance(e, dict) and "error" in e]
     errors += [f"- {name} / {k}: {e['error']}" for name, rec in r.items() if isinstance(rec, dict)
                for k, e in rec.items() if isinstance(e, dict) and "error" in e]
-    smoke = "\n**Smoke run on the CPU: a rehearsal of the script at tiny sizes, not a measurement.**\n" if m.get("smoke") else ""
     return "\n\n".join([
-        f"# GPU check: {m.get('gpu', m.get('device', '?'))}\n{smoke}\n"
+        f"# GPU check: {m.get('gpu', m.get('device', '?'))}{smoke}",
         f"{m.get('date', '')}; torch {m.get('torch')}, CUDA {m.get('cuda')}, cuDNN {m.get('cudnn')}, "
-        f"Python {m.get('python')}; driver {m.get('nvidia_smi', '–')}; GPU memory {m.get('gpu_memory_gib', '–')} GiB; "
-        f"commit {m.get('commit')}; total {results.get('total_s', 0):.0f} s. Content: {get('load').get('content')}, "
-        f"style {get('load').get('style')}. fp32 runs with TF32 on.",
-        "## Targets\n\n" + md_table(["measurement", "fp32", "bf16", "target", "met"], targets),
-        "## Seconds per iteration: our loop vs a bare VGG19 forward+backward to relu5_1\n\n"
-        + md_table(["px", "precision", "ours ms/it", "bare ms/it", "ratio", "measured its", "L-BFGS pairs"], it_rows),
-        "## Peak memory (max_memory_allocated; base = allocated before the run; smoke: process peak RSS)\n\n"
-        + md_table(["precision", "size", "peak", "base", "L-BFGS pairs", "iterations", "wall s"], mem_rows)
-        + ("\n\nL-BFGS pairs follow the free GPU memory (a 12 GB card keeps fewer), so the peak here is an upper bound."),
+        f"Python {m.get('python')}; nvidia-smi: {m.get('nvidia_smi', '–')}; GPU memory {m.get('gpu_memory_gib', '–')} GiB; "
+        f"CPU {m.get('cpu')} ({m.get('cores')} cores); commit {m.get('commit')}; total {r.get('total_s', 0):.0f} s. "
+        f"Content {load.get('content')}, style {load.get('style')}; one scale, default layers and weights.",
+        "## Targets\n\n" + targets_table(r),
+        *detail_tables(r),
         f"## Default command line\n\n`{cli.get('command', '–')}`: "
         + (f"{cli['wall_s']:.1f} s wall (start-up, weights, the run, the PNG) → default.png" if "wall_s" in cli else "not run"),
-        "## Bare pass at " + f"{plan['graph_size']} px: eager vs CUDA graph vs torch.compile ({cmp.get('compile_mode', 'off')})\n\n"
-        + md_table(["precision", "eager ms", "CUDA graph ms (speedup)", "torch.compile ms (speedup)"], cmp_rows),
         "## Errors\n\n" + ("\n".join(errors) if errors else "none"),
     ]) + "\n"
 
@@ -542,6 +572,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-compile", dest="compile", action="store_false")
     p.add_argument("--compile-mode", default="default", help="default or max-autotune-no-cudagraphs")
     p.add_argument("--budget", type=float, default=None, help="global time budget in seconds")
+    p.add_argument("--only", default="", help="comma-separated sections to run (machine and load always run): "
+                   + ", ".join(SECTIONS))
     args = p.parse_args(argv)
     import torch
     plan = Plan(**SMOKE) if args.smoke else Plan()
@@ -560,7 +592,13 @@ def main(argv=None) -> int:
     results = {"plan": asdict(plan)}
     log(f"gpu_check on {ctx.device}, global budget {plan.budget:.0f} s, out {out}")
     try:
+        only = {n.strip() for n in args.only.split(",") if n.strip()} | {"machine", "load"}
+        unknown = only - set(SECTIONS)
+        if unknown:
+            p.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
         for name, budget in plan.budgets:
+            if args.only and name not in only:
+                continue
             run_section(ctx, results, name, budget)
     finally:
         results["total_s"] = round(time.monotonic() - T0, 1)
@@ -569,4 +607,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)   # without waiting on torch.compile's worker processes, which a timeout can leave behind
