@@ -88,7 +88,7 @@ def one_line(e: BaseException) -> str:
 def core(name: str):
     """A helper of nst_core's runtime, wherever the ongoing split of transfer.py puts it."""
     import importlib
-    for mod in ("nst_core.runtime", "nst_core.transfer", "nst_core.loop"):
+    for mod in ("nst_core.runtime", "nst_core.loop", "nst_core.transfer", "nst_core.schedule", "nst_core.lbfgs"):
         try:
             found = getattr(importlib.import_module(mod), name, None)
         except ImportError:
@@ -575,6 +575,10 @@ def main(argv=None) -> int:
     p.add_argument("--only", default="", help="comma-separated sections to run (machine and load always run): "
                    + ", ".join(SECTIONS))
     args = p.parse_args(argv)
+    only = {n.strip() for n in args.only.split(",") if n.strip()} | {"machine", "load"}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
     import torch
     plan = Plan(**SMOKE) if args.smoke else Plan()
     plan.compile = plan.compile if args.compile is None else args.compile
@@ -592,10 +596,6 @@ def main(argv=None) -> int:
     results = {"plan": asdict(plan)}
     log(f"gpu_check on {ctx.device}, global budget {plan.budget:.0f} s, out {out}")
     try:
-        only = {n.strip() for n in args.only.split(",") if n.strip()} | {"machine", "load"}
-        unknown = only - set(SECTIONS)
-        if unknown:
-            p.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
         for name, budget in plan.budgets:
             if args.only and name not in only:
                 continue
