@@ -180,9 +180,12 @@ def timed(fn, device):
 
 
 def per_call(fn, device, warmup: int, n: int) -> float:
-    for _ in range(warmup):
-        fn()
-    return timed(lambda: [fn() for _ in range(n)], device)[1] / n
+    """Mean seconds of ``fn()`` over ``n`` calls after ``warmup`` (each result dropped at once)."""
+    def calls(k):
+        for _ in range(k):
+            fn()
+    calls(warmup)
+    return timed(lambda: calls(n), device)[1] / n
 
 
 def attempt(rec: dict, key: str, fn) -> None:
@@ -328,7 +331,8 @@ def peak_run(ctx: Context, opts, size: int) -> dict:
     base = peak_bytes(ctx.device)
     result, wall = timed(lambda: ctx.stylize(opts), ctx.device)
     out = {"hw": list(result.image.shape[-2:]), "wall_s": wall, "peak_bytes": peak_bytes(ctx.device),
-           "reserved_bytes": peak_bytes(ctx.device, reserved=True), "base_bytes": base, "history": pairs, "iterations": len(result.history.get("total", []))}
+           "reserved_bytes": peak_bytes(ctx.device, reserved=True), "base_bytes": base, "history": pairs,
+           "iterations": len(result.history.get("total", []))}
     ctx.last_image = result.image.detach()
     return out
 
@@ -385,7 +389,8 @@ def correctness(ctx: Context, rec: dict) -> None:
     a, b = ref.history["total"], dev.history["total"]
     rec.update(compared=f"cpu vs {ctx.device}", size=size, steps=steps, mean_abs_diff=float(diff.mean()),
                max_abs_diff=float(diff.max()), loss_cpu=a[-1], loss_device=b[-1],
-               rel_loss_diff=abs(a[-1] - b[-1]) / abs(a[-1]), rel_loss_diff_first_iteration=abs(a[0] - b[0]) / abs(a[0]))
+               rel_loss_diff=abs(a[-1] - b[-1]) / abs(a[-1]),
+               rel_loss_diff_first_iteration=abs(a[0] - b[0]) / abs(a[0]))
     rec["passed"] = rec["mean_abs_diff"] < 0.02
     log(f"  {short(rec)}")
 
@@ -493,7 +498,8 @@ def targets_table(r: dict) -> str:
     big, tile, steps = plan["tiled"]
     rows = [
         target_row(f"{s}×{s} px × {n} iterations end to end (best of 2)", get("end_to_end"), PRECISIONS,
-                   lambda e: f"{e['best_s']:.2f} s (first {e['first_s']:.2f} s)", lambda e: e["best_s"] <= 1.0, "≤ 1.0 s"),
+                   lambda e: f"{e['best_s']:.2f} s (first {e['first_s']:.2f} s)", lambda e: e["best_s"] <= 1.0,
+                   "≤ 1.0 s"),
         target_row(f"peak memory at {mem} px", get("memory"), [f"{p}_{mem}" for p in PRECISIONS],
                    lambda e: gib(e["peak_bytes"]), lambda e: e["peak_bytes"] <= 12 * GIB, "≤ 12 GiB allocated"),
         target_row(f"{big} px output in {tile} px tiles ({steps} its per tile)", get("tiled"), PRECISIONS,
@@ -521,8 +527,8 @@ def detail_tables(r: dict) -> list:
         eager, graph, comp = c.get(f"{p}_eager_s"), c.get(f"{p}_graph_s"), c.get(f"{p}_compiled")
         if isinstance(eager, float):
             g = f"{graph * 1e3:.2f} ({eager / graph:.2f}×)" if isinstance(graph, float) else "–"
-            k = (f"{comp['per_call_s'] * 1e3:.2f} ({eager / comp['per_call_s']:.2f}×), first call {comp['first_call_s']:.1f} s"
-                 if isinstance(comp, dict) and "per_call_s" in comp else "–")
+            k = (f"{comp['per_call_s'] * 1e3:.2f} ({eager / comp['per_call_s']:.2f}×), "
+                 f"first call {comp['first_call_s']:.1f} s" if isinstance(comp, dict) and "per_call_s" in comp else "–")
             fast.append([p, f"{eager * 1e3:.2f}", g, k])
     return [
         "## Seconds per iteration: our loop vs a bare VGG19 forward+backward to relu5_1\n\n"
@@ -539,20 +545,23 @@ def detail_tables(r: dict) -> list:
 
 def report(r: dict) -> str:
     m, load, cli = r.get("machine", {}), r.get("load", {}), r.get("cli", {})
-    smoke = "\n\n**Smoke run on the CPU: a rehearsal of the script at tiny sizes, not a measurement.**" if m.get("smoke") else ""
+    smoke = "\n\n**Smoke run on the CPU: a rehearsal of the script at tiny sizes, not a measurement.**"
+    smoke = smoke if m.get("smoke") else ""
     errors = [f"- {name}: {e['error']}" for name, e in r.items() if isinstance(e, dict) and "error" in e]
     errors += [f"- {name} / {k}: {e['error']}" for name, rec in r.items() if isinstance(rec, dict)
                for k, e in rec.items() if isinstance(e, dict) and "error" in e]
     return "\n\n".join([
         f"# GPU check: {m.get('gpu', m.get('device', '?'))}{smoke}",
         f"{m.get('date', '')}; torch {m.get('torch')}, CUDA {m.get('cuda')}, cuDNN {m.get('cudnn')}, "
-        f"Python {m.get('python')}; nvidia-smi: {m.get('nvidia_smi', '–')}; GPU memory {m.get('gpu_memory_gib', '–')} GiB; "
+        f"Python {m.get('python')}; nvidia-smi: {m.get('nvidia_smi', '–')}; "
+        f"GPU memory {m.get('gpu_memory_gib', '–')} GiB; "
         f"CPU {m.get('cpu')} ({m.get('cores')} cores); commit {m.get('commit')}; total {r.get('total_s', 0):.0f} s. "
         f"Content {load.get('content')}, style {load.get('style')}; one scale, default layers and weights.",
         "## Targets\n\n" + targets_table(r),
         *detail_tables(r),
         f"## Default command line\n\n`{cli.get('command', '–')}`: "
-        + (f"{cli['wall_s']:.1f} s wall (start-up, weights, the run, the PNG) → default.png" if "wall_s" in cli else "not run"),
+        + (f"{cli['wall_s']:.1f} s wall (start-up, weights, the run, the PNG) → default.png" if "wall_s" in cli
+           else "not run"),
         "## Errors\n\n" + ("\n".join(errors) if errors else "none"),
     ]) + "\n"
 
