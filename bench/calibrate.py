@@ -7,7 +7,7 @@ relu1_1…relu5_1 of the relative squared distance of Gram matrices to the paint
 the output's long side). neural-style's published outputs are scored the same way.
 
     python bench/calibrate.py --images ../shared/images --reference ../shared/reference/neural-style --out OUT
-Writes OUT/calibration.json, OUT/calibration.md and OUT/outputs.tar (every output as a JPEG).
+Writes OUT/calibration.json, OUT/calibration.md and OUT/outputs.tar (both, and every output as a JPEG).
 """
 from __future__ import annotations
 
@@ -54,9 +54,16 @@ def judge(vgg, out: torch.Tensor, photo: torch.Tensor, painting: torch.Tensor):
 
 
 def configs(args):
-    for scheme in args.schemes.split(","):
-        for cw in (float(v) for v in args.content_weights.split(",")):
-            yield f"{scheme}_c{cw:g}", dict(zip(STYLE_LAYERS, SCHEMES[scheme])), cw
+    """``scheme:content_weight`` entries, in the order given (the likeliest first, in case the budget ends)."""
+    for entry in args.configs.split(","):
+        scheme, cw = entry.split(":")
+        yield f"{scheme}_c{cw}", dict(zip(STYLE_LAYERS, SCHEMES[scheme])), float(cw)
+
+
+def add_file(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
 
 
 def main() -> None:
@@ -65,27 +72,34 @@ def main() -> None:
     p.add_argument("--reference", default="../shared/reference/neural-style")
     p.add_argument("--out", default="bench/results/calibration")
     p.add_argument("--size", type=int, default=512)
-    p.add_argument("--schemes", default=",".join(SCHEMES))
-    p.add_argument("--content-weights", default="5,10,20,40")
+    p.add_argument("--configs", default="inv_channels:5,inv_channels:10,shallow:5,shallow:10,no_deep:5,equal:5")
     p.add_argument("--pairs", default=",".join(n for n, _, _ in PAIRS))
+    p.add_argument("--budget", type=float, default=0, help="seconds; stop starting new runs after this (0: none)")
     args = p.parse_args()
+    start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     model = nst_core.load_vgg(device=device)
     judge_vgg = nst_core.load_vgg(device=device)
     rows, tar = [], tarfile.open(out / "outputs.tar", "w")
+    pairs = []
     for name, content_file, style_file in PAIRS:
         if name not in args.pairs.split(","):
             continue
         photo = nst_core.load_image(Path(args.images) / content_file).to(device)
         painting = nst_core.load_image(Path(args.images) / style_file).to(device)
+        pairs.append((name, photo, painting))
         ref = Path(args.reference) / f"{name}.png"
         if ref.is_file():
             c, s = judge(judge_vgg, nst_core.load_image(ref).to(device), photo, painting)
             rows.append(dict(pair=name, config="neural-style", content=c, style=s, seconds=None))
             print(f"{name:20s} {'neural-style':24s} content {c:.3f} style {s:.4f}", flush=True)
-        for cfg, layers, cw in configs(args):
+    for cfg, layers, cw in configs(args):
+        if args.budget and time.perf_counter() - start > args.budget:
+            print(f"budget spent: {cfg} and later not run", flush=True)
+            break
+        for name, photo, painting in pairs:
             t0 = time.perf_counter()
             res = nst_core.stylize(model, nst_core.ContentTarget(photo), [nst_core.StyleTarget(painting, layers=layers)],
                                    nst_core.LossWeights(content=cw), nst_core.Options(size=args.size))
@@ -97,16 +111,14 @@ def main() -> None:
             print(f"{name:20s} {cfg:24s} content {c:.3f} style {s:.4f} {secs:.1f}s", flush=True)
             buf = io.BytesIO()
             nst_core.to_pil(res.image.cpu()).save(buf, "JPEG", quality=88)
-            info = tarfile.TarInfo(f"{name}__{cfg}.jpg")
-            info.size = buf.tell()
-            buf.seek(0)
-            tar.addfile(info, buf)
-    tar.close()
-    (out / "calibration.json").write_text(json.dumps(rows, indent=1))
+            add_file(tar, f"{name}__{cfg}.jpg", buf.getvalue())
     lines = ["| pair | config | content | style | s |", "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['pair']} | {r['config']} | {r['content']:.3f} | {r['style']:.4f} | "
               f"{'' if r['seconds'] is None else format(r['seconds'], '.1f')} |" for r in rows]
-    (out / "calibration.md").write_text("\n".join(lines) + "\n")
+    for name, data in (("calibration.json", json.dumps(rows, indent=1)), ("calibration.md", "\n".join(lines) + "\n")):
+        (out / name).write_text(data)
+        add_file(tar, name, data.encode())
+    tar.close()
 
 
 if __name__ == "__main__":
