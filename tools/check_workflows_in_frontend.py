@@ -279,9 +279,12 @@ def check_in_browser(base_url: str, paths: list[Path], chromium: str, timeout: f
 
 
 def _harness():
+    """tests/comfy/harness.py (provisioning, the server subprocess), loaded once under its test name."""
+    if "harness" in sys.modules:
+        return sys.modules["harness"]
     spec = importlib.util.spec_from_file_location("harness", REPO / "tests" / "comfy" / "harness.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("harness", module)
+    sys.modules["harness"] = module
     spec.loader.exec_module(module)
     return module
 
