@@ -40,6 +40,7 @@ APP_READY_JS = "!!(window.app && window.app.graph && window.LiteGraph && window.
 OFFLINE_ERRORS = ("net::ERR_NAME_NOT_RESOLVED", "net::ERR_INTERNET_DISCONNECTED", "net::ERR_CONNECTION_REFUSED",
                   "net::ERR_ADDRESS_UNREACHABLE", "net::ERR_PROXY_CONNECTION_FAILED")
 SETTLE_S = 0.5  # the frontend finishes some load work (node size, widget values) asynchronously
+QUIET_S = 2.0   # the app logs its start-up (template lists, settings) after it is usable
 
 
 def find_chromium() -> str | None:
@@ -209,6 +210,16 @@ async def _wait_for_app(dt: DevTools, timeout: float) -> None:
     raise TimeoutError(f"the ComfyUI app did not start in the page within {timeout:.0f} s")
 
 
+async def _wait_until_quiet(dt: DevTools, quiet_s: float, timeout: float) -> None:
+    """Until the page has logged nothing for ``quiet_s``: its start-up requests are done."""
+    deadline = time.monotonic() + timeout
+    seen, quiet_since = len(dt.events), time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < quiet_s:
+        await asyncio.sleep(0.25)
+        if len(dt.events) != seen:
+            seen, quiet_since = len(dt.events), time.monotonic()
+
+
 async def _check_page(page_ws_url: str, base_url: str, paths: list[Path], timeout: float) -> Report:
     import aiohttp
 
@@ -219,7 +230,7 @@ async def _check_page(page_ws_url: str, base_url: str, paths: list[Path], timeou
                 await dt.call(domain)
             await dt.call("Page.navigate", url=base_url + "/")
             await _wait_for_app(dt, timeout)
-            await asyncio.sleep(SETTLE_S)
+            await _wait_until_quiet(dt, QUIET_S, timeout)
             version = await dt.evaluate("window.__COMFYUI_FRONTEND_VERSION__ || 'unknown'")
             page_messages = dt.take_events()
             results = []
