@@ -19,6 +19,7 @@ from ..nst_core.runtime import drop_runtime_copy
 from ..nst_core.transfer import stylize
 from .convert import CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_to_image, image_to_core
 from .plot import loss_plot, pil_to_image
+from .progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,13 @@ MAX_SIZE = 8192
 def _to(t: Optional[torch.Tensor], device) -> Optional[torch.Tensor]:
     """A fresh, ordinary (non-inference) copy on ``device``."""
     return None if t is None else t.detach().to(device=device, dtype=torch.float32).clone()
+
+
+def _preview(image: torch.Tensor):
+    """A ProgressBar preview of ``image`` ([1, 3, H, W], 0..1)."""
+    pil = to_pil(image)
+    # The server fits previews into max_size, enlarging small ones: cap, never enlarge.
+    return "JPEG", pil, min(PREVIEW_SIZE, max(pil.size))
 
 
 def _memory_estimate(size: int, n_pixels_hint: int) -> int:
@@ -132,15 +140,10 @@ class Optimize(io.ComfyNode):
                                    "IMAGE there, or choose another init")
         weights = replace(loss if isinstance(loss, LossWeights) else LossWeights(), strength=float(style_strength))
         device = mm.get_torch_device()
-        pbar = comfy.utils.ProgressBar(int(steps))
+        reporter = ProgressReporter(comfy.utils.ProgressBar(int(steps)), int(preview_interval), _preview)
 
         def on_step(info):
-            preview = None
-            if preview_interval > 0 and (info.iteration % preview_interval == 0 or info.iteration == info.total):
-                pil = to_pil(info.image())
-                # The server fits previews into max_size, enlarging small ones: cap, never enlarge.
-                preview = ("JPEG", pil, min(PREVIEW_SIZE, max(pil.size)))
-            pbar.update_absolute(info.iteration, info.total, preview)
+            reporter.step(info.iteration, info.total, info.image)
 
         t0 = time.perf_counter()
         try:
@@ -158,6 +161,7 @@ class Optimize(io.ComfyNode):
                                init_image=None if init_image is None else _to(image_to_core(init_image, "init_image"), device))
                 result = stylize(vgg, c, s, weights, opts, callback=on_step,
                                  interrupt=mm.throw_exception_if_processing_interrupted)
+                reporter.finish()
                 image = core_to_image(result.image, mm.intermediate_device())
             plot = pil_to_image(loss_plot(result.history, result.scale_starts))
         except NeuralStyleError:
