@@ -187,6 +187,20 @@ def check_output_shape(hw: Tuple[int, int], size: int) -> None:
                            f"for VGG; raise the size or crop the content")
 
 
+def check_style_shapes(styles: Sequence[StyleTarget], content_hw: Tuple[int, int], opts: Options) -> None:
+    """Each style image as the first (smallest) scale sees it, ``scale`` × that scale's long side,
+    must keep MIN_SIDE px on its short side: a thin strip would leave VGG's pooling nothing to pool."""
+    long_side = opts.size if opts.size > 0 else max(content_hw)
+    first = 0.99 * opts.start_size if 0 < opts.start_size < long_side else long_side
+    for i, st in enumerate(styles):
+        h, w = st.image.shape[-2:]
+        side = max(MIN_SIZE, round(first * st.scale))
+        sh, sw = round(h * side / max(h, w)), round(w * side / max(h, w))
+        if min(sh, sw) < MIN_SIDE:
+            raise StylizeError(f"style image {i + 1} ({w}×{h}) becomes {sw}×{sh} px at the first scale, too "
+                               "thin for VGG; crop it closer to square, or raise the style scale or start size")
+
+
 def check_layer_weights(layers, what: str) -> None:
     """Layer dicts from library callers (the text parsers check theirs): finite weights ≥ 0, not all 0."""
     if not isinstance(layers, dict) or not layers:
@@ -221,6 +235,8 @@ def validate(model, content: ContentTarget, styles: Sequence[StyleTarget], opts:
     check_mask(content.mask, tuple(img.shape[-2:]), "content")
     for i, st in enumerate(styles):
         check_image(st.image, f"style image {i + 1}")
+    check_style_shapes(styles, tuple(img.shape[-2:]), opts)
+    for i, st in enumerate(styles):
         check_layer_weights(st.layers, f"style {i + 1}")
         check_layers(model.arch, st.layers)
         check_mask(st.mask, tuple(img.shape[-2:]), f"style {i + 1}")

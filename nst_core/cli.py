@@ -196,6 +196,7 @@ def run_stylize(args) -> int:
     for i, t in enumerate(targets):
         checks.check_image(t.image, f"style image {i + 1}")
     checks.check_output_shape(tuple(content.image.shape[-2:]), opts.size)
+    checks.check_style_shapes(targets, tuple(content.image.shape[-2:]), opts)
     device = pick_device(args.device)
     model = load_vgg(args.weights, pooling=args.pooling, convention=args.convention, device=device)
     checks.validate(model, content, targets, opts, weights)

@@ -227,6 +227,10 @@ def test_tiny_and_thin_images_refused_clearly(tmp_path, pair, capsys):
     code, err = run_cli(capsys, tmp_path / "thin.png", pair[1], "-o", out, "-s", 64, "--steps", 1, "-q",
                         "--weights", tmp_path / "none.pth")
     assert_refused(code, err, out, "too thin")
+    # A thin style strip used to reach VGG's pooling and end in a RuntimeError traceback.
+    code, err = run_cli(capsys, pair[0], tmp_path / "thin.png", "-o", out, "-s", 64, "--steps", 1, "-q",
+                        "--start-size", 0, "--weights", tmp_path / "none.pth")
+    assert_refused(code, err, out, "style image 1 (400×20) becomes 64×3 px", "too thin")
 
 
 # ---------------------------------------------------------------------------------------------
