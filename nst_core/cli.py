@@ -9,7 +9,6 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import List, Optional
 
 import torch

@@ -3,7 +3,6 @@ odd but valid input (16-bit, greyscale, palette, CMYK, transparent, rotated imag
 from __future__ import annotations
 
 import builtins
-import io
 import math
 import os
 import random
