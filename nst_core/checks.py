@@ -83,7 +83,7 @@ def at_least(value, name: str, low: int, hint: str = "") -> int:
 def zero_or_at_least(value, name: str, low: int, zero_means: str) -> int:
     v = integer(value, name)
     if v != 0 and v < low:
-        raise StylizeError(f"{name} is {value}; use 0 ({zero_means}) or at least {low}")
+        raise StylizeError(f"{name} is {value}, too small; use 0 ({zero_means}) or at least {low}")
     return v
 
 

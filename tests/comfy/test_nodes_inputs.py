@@ -25,7 +25,7 @@ def _with_loss(**weights):
     (_with_loss(style_weight=NAN), "15", "style_weight is nan"),
     (_with_loss(content_weight=NAN), "15", "content_weight is nan"),
     (_with_loss(tv_weight=-1.0), "15", "tv_weight is -1"),
-    (basic_prompt(size=16), "6", "size is 16; use 0"),
+    (basic_prompt(size=16), "6", "size is 16, too small; use 0"),
     (basic_prompt(size=100000), "6", "size is 100000"),
     (basic_prompt(tile_size=10), "6", "tile_size is 10"),
 ])
