@@ -172,13 +172,26 @@ def run_stylize(args) -> int:
     # Everything that can be checked without the model is checked before it loads (and before any
     # optimisation): a run that cannot succeed never starts, and nothing is written.
     out = check_output_path(args.output, args.overwrite)
-    content_layers = parse_layers(args.content_layers, "content")
+    opts, weights, content, targets = _settings(args)
+    _load_images(args, content, targets, opts)
+    model = load_vgg(args.weights, pooling=args.pooling, convention=args.convention, device=pick_device(args.device))
+    result = st.stylize(model, content, targets, weights, opts, callback=None if args.quiet else ProgressBar())
+    checks.check_result(result.image)
+    save_image(result.image.cpu(), out, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"wrote {out} ({result.image.shape[-1]}×{result.image.shape[-2]})", file=sys.stderr)
+    return 0
+
+
+def _settings(args):
+    """(Options, LossWeights, ContentTarget, [StyleTarget]) from the arguments, every number checked;
+    the targets' images are filled in by :func:`_load_images`."""
+    content = st.ContentTarget(None, layers=parse_layers(args.content_layers, "content"))
     style_layers = parse_layers(args.style_layers, "style")
     opts = st.Options(size=args.size, steps=args.steps, start_size=args.start_size, scale_steps=args.scale_steps,
-                      optimizer=args.optimizer, lr=args.lr, history_size=args.history_size, init=args.init,
-                      seed=args.seed, color=args.color, precision=args.precision, tile_size=args.tile_size)
-    if args.init_image:
-        opts.init = "image"
+                      optimizer=args.optimizer, lr=args.lr, history_size=args.history_size,
+                      init="image" if args.init_image else args.init, seed=args.seed, color=args.color,
+                      precision=args.precision, tile_size=args.tile_size)
     weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight)
     blend = args.style_blend_weights or [1.0] * len(args.styles)
     if len(blend) != len(args.styles):
@@ -186,7 +199,12 @@ def run_stylize(args) -> int:
     targets = [st.StyleTarget(None, layers=style_layers, weight=b, scale=args.style_scale) for b in blend]
     checks.check_style_numbers(targets)
     checks.check_loss_weights(weights)
-    content = st.ContentTarget(load_image(args.content), layers=content_layers)
+    return opts, weights, content, targets
+
+
+def _load_images(args, content, targets, opts) -> None:
+    """Read the images into the targets (and the init image into ``opts``), and check they can work."""
+    content.image = load_image(args.content)
     for t, path in zip(targets, args.styles):
         t.image = load_image(path)
     opts.init_image = load_image(args.init_image) if args.init_image else None
@@ -194,17 +212,9 @@ def run_stylize(args) -> int:
     checks.check_image(content.image, "content image")
     for i, t in enumerate(targets):
         checks.check_image(t.image, f"style image {i + 1}")
-    checks.check_output_shape(tuple(content.image.shape[-2:]), opts.size)
-    checks.check_style_shapes(targets, tuple(content.image.shape[-2:]), opts)
-    device = pick_device(args.device)
-    model = load_vgg(args.weights, pooling=args.pooling, convention=args.convention, device=device)
-    checks.validate(model, content, targets, opts, weights)
-    result = st.stylize(model, content, targets, weights, opts, callback=None if args.quiet else ProgressBar())
-    checks.check_result(result.image)
-    save_image(result.image.cpu(), out, overwrite=args.overwrite)
-    if not args.quiet:
-        print(f"wrote {out} ({result.image.shape[-1]}×{result.image.shape[-2]})", file=sys.stderr)
-    return 0
+    hw = tuple(content.image.shape[-2:])
+    checks.check_output_shape(hw, opts.size)
+    checks.check_style_shapes(targets, hw, opts)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
