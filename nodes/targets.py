@@ -12,6 +12,8 @@ from .convert import (CATEGORY, Content, Loss, NeuralStyleError, Style, first_pr
 DEFAULT_CONTENT_LAYERS = "relu4_2"
 DEFAULT_STYLE_LAYERS = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
 CONTENT_MAX, STYLE_MAX, TV_MAX, TEMPORAL_MAX = 10000.0, 100000.0, 10.0, 10000.0
+TARGET_WEIGHT_MAX = 100.0
+SCALE_MIN, SCALE_MAX = 0.25, 4.0
 _LAYERS_HELP = ("VGG layers as a comma-separated list, each optionally with a weight: "
                 "'relu4_2' or 'relu4_2:1, relu3_1:0.5'. Names: convX_Y, reluX_Y, poolX.")
 
@@ -29,7 +31,7 @@ class EncodeContent(io.ComfyNode):
                 io.Image.Input("image", tooltip="Content image; a batch is stylised frame by frame."),
                 io.String.Input("layers", default=DEFAULT_CONTENT_LAYERS,
                                 tooltip=_LAYERS_HELP + " Deeper layers keep less detail (default relu4_2)."),
-                io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.05,
+                io.Float.Input("weight", default=1.0, min=0.0, max=TARGET_WEIGHT_MAX, step=0.05,
                                tooltip="Multiplies the content weight of the loss settings; "
                                        "higher keeps more of the photo."),
                 io.Mask.Input("mask", optional=True,
@@ -41,7 +43,8 @@ class EncodeContent(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, layers, weight):
-        return first_problem(layers_problem(layers, "content"), range_problem(weight, "weight", 0.0, 100.0))
+        return first_problem(layers_problem(layers, "content"),
+                             range_problem(weight, "weight", 0.0, TARGET_WEIGHT_MAX))
 
     @classmethod
     def execute(cls, image, layers, weight, mask=None):
@@ -67,10 +70,10 @@ class EncodeStyle(io.ComfyNode):
                 io.String.Input("layers", default=DEFAULT_STYLE_LAYERS,
                                 tooltip=_LAYERS_HELP + " Shallow layers give fine texture, deep layers "
                                                        "larger patterns."),
-                io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.05,
+                io.Float.Input("weight", default=1.0, min=0.0, max=TARGET_WEIGHT_MAX, step=0.05,
                                tooltip="Blend weight among unmasked styles (relative), or the strength "
                                        "of a masked style in its region."),
-                io.Float.Input("scale", default=1.0, min=0.25, max=4.0, step=0.05,
+                io.Float.Input("scale", default=1.0, min=SCALE_MIN, max=SCALE_MAX, step=0.05,
                                tooltip="Size of the style image relative to the output: below 1 gives "
                                        "smaller brush strokes, above 1 larger ones."),
                 io.Mask.Input("mask", optional=True,
@@ -85,8 +88,9 @@ class EncodeStyle(io.ComfyNode):
 
     @classmethod
     def validate_inputs(cls, layers, weight, scale):
-        return first_problem(layers_problem(layers, "style"), range_problem(weight, "weight", 0.0, 100.0),
-                             range_problem(scale, "scale", 0.25, 4.0))
+        return first_problem(layers_problem(layers, "style"),
+                             range_problem(weight, "weight", 0.0, TARGET_WEIGHT_MAX),
+                             range_problem(scale, "scale", SCALE_MIN, SCALE_MAX))
 
     @classmethod
     def execute(cls, image, layers, weight, scale, mask=None, previous=None):
