@@ -12,18 +12,19 @@ import comfy.model_management as mm
 import comfy.utils
 from comfy_api.latest import io
 
+from ..nst_core import checks
 from ..nst_core.image import to_pil
-from ..nst_core.options import (COLOR_MODES, INITS, OPTIMIZERS, STYLE_LOSSES, ContentTarget, LossWeights,
-                                Options)
+from ..nst_core.options import (COLOR_MODES, INITS, OPTIMIZERS, PRECISIONS, STYLE_LOSSES, ContentTarget,
+                                LossWeights, Options)
 from ..nst_core.runtime import drop_runtime_copy
 from ..nst_core.transfer import stylize
-from .convert import CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_to_image, image_to_core
+from .convert import (CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_problem, core_to_image,
+                      first_problem, image_to_core, range_problem)
 from .plot import loss_plot, pil_to_image
 from .progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PREVIEW_SIZE = 512
 MAX_SIZE = 8192
 
@@ -127,6 +128,16 @@ class Optimize(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, size, tile_size=0):
+        # Taking these here turns off ComfyUI's own min/max check of them, so the range is checked too.
+        return first_problem(range_problem(size, "size", 0, MAX_SIZE),
+                             core_problem(checks.zero_or_at_least, size, "size", checks.MIN_SIZE,
+                                          "the content's own size"),
+                             range_problem(tile_size, "tile_size", 0, MAX_SIZE),
+                             core_problem(checks.zero_or_at_least, tile_size, "tile_size", checks.MIN_TILE,
+                                          "no tiling"))
+
+    @classmethod
     def execute(cls, vgg, content, style, init, optimizer, steps, size, start_size, seed, color, temporal,
                 precision, preview_interval, tile_size=0, frame_steps=0, loss=None, init_image=None,
                 style_strength=0.5, style_loss="gram"):
@@ -139,6 +150,10 @@ class Optimize(io.ComfyNode):
             raise NeuralStyleError("init is 'image' but nothing is connected to init_image: connect an "
                                    "IMAGE there, or choose another init")
         weights = replace(loss if isinstance(loss, LossWeights) else LossWeights(), strength=float(style_strength))
+        try:
+            checks.check_loss_weights(weights)
+        except ValueError as e:
+            raise NeuralStyleError(f"Neural Style Optimize: {e}") from None
         device = mm.get_torch_device()
         reporter = ProgressReporter(comfy.utils.ProgressBar(int(steps)), int(preview_interval), _preview)
 
@@ -162,6 +177,7 @@ class Optimize(io.ComfyNode):
                 result = stylize(vgg, c, s, weights, opts, callback=on_step,
                                  interrupt=mm.throw_exception_if_processing_interrupted)
                 reporter.finish()
+                checks.check_result(result.image)
                 image = core_to_image(result.image, mm.intermediate_device())
             plot = pil_to_image(loss_plot(result.history, result.scale_starts))
         except NeuralStyleError:

@@ -9,29 +9,51 @@ import argparse
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import List, Optional
 
 import torch
 
+from . import checks
 from . import options as st
+from .image import ImageError, check_output_path, load_image, save_image
+from .options import PRECISIONS, STYLE_LOSSES
 from .transfer import stylize
-from .image import ImageError, load_image, save_image
-from .options import STYLE_LOSSES
 from .vgg import CONVENTIONS, format_layers, parse_layers
 from .weights import DEFAULT, WeightsError, convert_to_safetensors, download_torchvision, load_vgg
 
 
+class UsageError(Exception):
+    """A command line argparse cannot parse (reported as one ``error:`` line, exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own prints the usage block and exits from inside parse_args
+        raise UsageError(message)
+
+
 def _floats(text: str) -> List[float]:
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}")
+    return values
+
+
+def _ints(text: str) -> List[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}")
+    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
     d, w = st.Options(), st.LossWeights()
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="python -m nst_core",
         description="Neural style transfer (Gatys et al.): give CONTENT the style of STYLE(s).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -43,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=d.steps, help="iterations at the first scale (halved at each finer scale)")
     p.add_argument("--start-size", type=int, default=d.start_size,
                    help="long side of the first, coarsest scale; 0 or >= size for a single-scale run")
-    p.add_argument("--scale-steps", type=lambda s: [int(v) for v in _floats(s)], default=None,
+    p.add_argument("--scale-steps", type=_ints, default=None,
                    help="explicit iterations per scale, comma-separated (e.g. 200,100,50)")
     p.add_argument("--content-weight", type=float, default=w.content)
     p.add_argument("--style-weight", type=float, default=w.style)
@@ -61,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-blend-weights", type=_floats, default=None,
                    help="relative weight of each style image, comma-separated (default: equal)")
     p.add_argument("--style-scale", type=float, default=1.0,
-                   help="style image size relative to the output (0.25-4): larger gives coarser strokes")
+                   help="style image size relative to the output (0.05-8; 0.25-4 is the useful range): "
+                        "larger gives coarser strokes")
     p.add_argument("--init", choices=st.INITS, default=d.init, help="starting image")
     p.add_argument("--init-image", help="image to start from (with --init image)")
     p.add_argument("--optimizer", choices=st.OPTIMIZERS, default=d.optimizer)
@@ -78,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--convention", choices=sorted(CONVENTIONS), default=None,
                    help="input convention of the weights, if the file does not say (torchvision or caffe)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default=d.precision,
+    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
                    help="VGG arithmetic: auto = bf16 on CUDA GPUs that support it and on CPUs with AMX, fp32 "
                         "elsewhere (loss values accumulate in fp32 either way)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
@@ -96,8 +119,17 @@ def pick_device(name: str) -> torch.device:
         dev = torch.device(name)
     except RuntimeError:
         raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda or mps") from None
+    if dev.type not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("--device cuda was asked for, but this torch has no CUDA device; use --device cpu")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"--device {name}: there are only {torch.cuda.device_count()} CUDA device(s)")
+    mps = getattr(torch.backends, "mps", None)
+    if dev.type == "mps" and not (mps and mps.is_available()):
+        raise ValueError("--device mps was asked for, but MPS is not available here; use --device cpu")
+    if dev.type == "xpu" and not (hasattr(torch, "xpu") and torch.xpu.is_available()):
+        raise ValueError("--device xpu was asked for, but no XPU is available here; use --device cpu")
     return dev
 
 
@@ -144,66 +176,100 @@ class ProgressBar:
 
 
 def run_stylize(args) -> int:
-    out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(f"{out} already exists; use --overwrite to replace it, or choose another name")
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
-        raise ImageError(f"unsupported output type {out.suffix!r}; use .png, .jpg or .webp")
-    content_layers = parse_layers(args.content_layers, "content")
-    style_layers = parse_layers(args.style_layers, "style")
-    content = load_image(args.content)
-    styles = [load_image(s) for s in args.styles]
-    blend = args.style_blend_weights or [1.0] * len(styles)
-    if len(blend) != len(styles):
-        raise ValueError(f"--style-blend-weights has {len(blend)} values for {len(styles)} style images")
-    init_image = load_image(args.init_image) if args.init_image else None
-    if init_image is not None and args.init != "image":
-        args.init = "image"
-    device = pick_device(args.device)
-    model = load_vgg(args.weights, pooling=args.pooling, convention=args.convention, device=device)
-    opts = st.Options(size=args.size, steps=args.steps, start_size=args.start_size, scale_steps=args.scale_steps,
-                      optimizer=args.optimizer, lr=args.lr, history_size=args.history_size, init=args.init,
-                      init_image=init_image, seed=args.seed, color=args.color, precision=args.precision,
-                      style_loss=args.style_loss,
-                      tile_size=args.tile_size)
-    weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight,
-                             strength=args.style_strength)
-    targets = [st.StyleTarget(s, layers=style_layers, weight=b, scale=args.style_scale)
-               for s, b in zip(styles, blend)]
-    result = stylize(model, st.ContentTarget(content, layers=content_layers), targets, weights, opts,
-                        callback=None if args.quiet else ProgressBar())
+    # Everything that can be checked without the model is checked before it loads (and before any
+    # optimisation): a run that cannot succeed never starts, and nothing is written.
+    out = check_output_path(args.output, args.overwrite)
+    opts, weights, content, targets = _settings(args)
+    _load_images(args, content, targets, opts)
+    model = load_vgg(args.weights, pooling=args.pooling, convention=args.convention, device=pick_device(args.device))
+    result = stylize(model, content, targets, weights, opts, callback=None if args.quiet else ProgressBar())
+    checks.check_result(result.image)
     save_image(result.image.cpu(), out, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {out} ({result.image.shape[-1]}×{result.image.shape[-2]})", file=sys.stderr)
     return 0
 
 
+def _settings(args):
+    """(Options, LossWeights, ContentTarget, [StyleTarget]) from the arguments, every number checked;
+    the targets' images are filled in by :func:`_load_images`."""
+    content = st.ContentTarget(None, layers=parse_layers(args.content_layers, "content"))
+    style_layers = parse_layers(args.style_layers, "style")
+    opts = st.Options(size=args.size, steps=args.steps, start_size=args.start_size, scale_steps=args.scale_steps,
+                      optimizer=args.optimizer, lr=args.lr, history_size=args.history_size,
+                      init="image" if args.init_image else args.init, seed=args.seed, color=args.color,
+                      precision=args.precision, tile_size=args.tile_size, style_loss=args.style_loss)
+    weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight,
+                             strength=args.style_strength)
+    blend = args.style_blend_weights or [1.0] * len(args.styles)
+    if len(blend) != len(args.styles):
+        raise ValueError(f"--style-blend-weights has {len(blend)} values for {len(args.styles)} style images")
+    targets = [st.StyleTarget(None, layers=style_layers, weight=b, scale=args.style_scale) for b in blend]
+    checks.check_style_numbers(targets)
+    checks.check_loss_weights(weights)
+    return opts, weights, content, targets
+
+
+def _load_images(args, content, targets, opts) -> None:
+    """Read the images into the targets (and the init image into ``opts``), and check they can work."""
+    content.image = load_image(args.content)
+    for t, path in zip(targets, args.styles):
+        t.image = load_image(path)
+    opts.init_image = load_image(args.init_image) if args.init_image else None
+    checks.check_options(opts)
+    checks.check_image(content.image, "content image")
+    for i, t in enumerate(targets):
+        checks.check_image(t.image, f"style image {i + 1}")
+    hw = tuple(content.image.shape[-2:])
+    checks.check_output_shape(hw, opts.size)
+    checks.check_style_shapes(targets, hw, opts)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if argv and argv[0] == "convert":
-        p = argparse.ArgumentParser(prog="python -m nst_core convert",
+        p = _Parser(prog="python -m nst_core convert",
                                     description="Convert VGG weights (any supported format) to .safetensors.")
         p.add_argument("src", help="weights file, or 'default' for the built-in VGG19")
         p.add_argument("dst", help="output .safetensors file")
         p.add_argument("--convention", choices=sorted(CONVENTIONS), default=None)
         p.add_argument("--overwrite", action="store_true")
-        a = p.parse_args(argv[1:])
+        a = _parse(p, argv[1:])
+        if a is None:
+            return 2
         return _guard(lambda: (convert_to_safetensors(a.src, a.dst, a.convention, a.overwrite),
                                print(f"wrote {a.dst}", file=sys.stderr), 0)[-1])
     if argv and argv[0] == "download":
-        p = argparse.ArgumentParser(prog="python -m nst_core download",
+        p = _Parser(prog="python -m nst_core download",
                                     description="Download torchvision's VGG checkpoint (needs internet).")
         p.add_argument("dir", help="folder to put it in, e.g. ComfyUI/models/vgg")
         p.add_argument("--arch", choices=("vgg19", "vgg16"), default="vgg19")
-        a = p.parse_args(argv[1:])
+        a = _parse(p, argv[1:])
+        if a is None:
+            return 2
 
         def prog(done, total):
             pct = f"{100 * done / total:5.1f}%" if total else f"{done >> 20} MiB"
             sys.stderr.write(f"\rdownloading {pct}")
         return _guard(lambda: (print(f"\nsaved {download_torchvision(a.arch, a.dir, prog)}", file=sys.stderr), 0)[-1])
-    args = build_parser().parse_args(argv)
+    args = _parse(build_parser(), argv)
+    if args is None:
+        return 2
     return _guard(lambda: run_stylize(args))
+
+
+def _parse(parser: argparse.ArgumentParser, argv: List[str]):
+    """The parsed arguments, or None after printing argparse's complaint as one ``error:`` line."""
+    try:
+        return parser.parse_args(argv)
+    except UsageError as e:
+        print(f"error: {_one_line(str(e))} (see --help)", file=sys.stderr)
+        return None
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split("\n")).strip()
 
 
 def _guard(fn) -> int:
@@ -213,5 +279,5 @@ def _guard(fn) -> int:
         print("\nstopped; nothing was written", file=sys.stderr)
         return 1
     except (ImageError, WeightsError, st.StylizeError, FileExistsError, ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(str(e))}", file=sys.stderr)
         return 2

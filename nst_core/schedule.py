@@ -37,7 +37,7 @@ def plan_scales(content_hw: Tuple[int, int], opts: Options) -> List[Tuple[Tuple[
 
 
 def _noise(shape, seed: int, device) -> torch.Tensor:
-    g = torch.Generator().manual_seed(int(seed))
+    g = torch.Generator().manual_seed(int(seed) % 2 ** 64)   # a seed near 2⁶⁴ plus the frame index wraps
     return torch.rand(shape, generator=g).to(device)
 
 

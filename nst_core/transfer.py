@@ -66,7 +66,7 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     """
     weights = weights or LossWeights()
     opts = opts or Options()
-    validate(model, content, styles, opts)
+    validate(model, content, styles, opts, weights)
     device = next(model.parameters()).device
     frames = content.image.to(device=device, dtype=torch.float32)
     plan = plan_scales(tuple(frames.shape[-2:]), opts)

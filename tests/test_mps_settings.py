@@ -8,7 +8,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 import nst_core
-from nst_core import transfer
+from nst_core import runtime as transfer
 
 MPS = torch.device("mps")
 
