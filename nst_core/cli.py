@@ -14,6 +14,7 @@ from typing import List, Optional
 
 import torch
 
+from . import photoreal
 from . import transfer as st
 from .image import ImageError, load_image, save_image
 from .vgg import CONVENTIONS, parse_layers
@@ -46,6 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, default=w.content)
     p.add_argument("--style-weight", type=float, default=w.style)
     p.add_argument("--tv-weight", type=float, default=w.tv)
+    p.add_argument("--photoreal-weight", type=float, default=w.photoreal,
+                   help="photorealism regulariser (matting Laplacian of the content photo); 0: off")
+    p.add_argument("--smooth-radius", type=int, default=0,
+                   help="final edge-preserving smoothing (guided filter, the content photo as guide), radius in px; 0: off")
+    p.add_argument("--photorealistic", action="store_true",
+                   help="a photo in the look of another photo: sets the photorealism weight, content weight, "
+                        "shallow style layers, content init, colour none and the smoothing (flags given still win)")
     p.add_argument("--content-layers", default=",".join(st.DEFAULT_CONTENT_LAYERS),
                    help="comma-separated layer[:weight] list")
     p.add_argument("--style-layers", default=",".join(st.DEFAULT_STYLE_LAYERS),
@@ -141,6 +149,8 @@ def run_stylize(args) -> int:
         raise FileExistsError(f"{out} already exists; use --overwrite to replace it, or choose another name")
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg", ".webp"):
         raise ImageError(f"unsupported output type {out.suffix!r}; use .png, .jpg or .webp")
+    if args.smooth_radius < 0:
+        raise ValueError(f"--smooth-radius is {args.smooth_radius}; use 0 (off) or a radius in px, e.g. 2")
     content_layers = parse_layers(args.content_layers, "content")
     style_layers = parse_layers(args.style_layers, "style")
     content = load_image(args.content)
@@ -157,12 +167,14 @@ def run_stylize(args) -> int:
                       optimizer=args.optimizer, lr=args.lr, history_size=args.history_size, init=args.init,
                       init_image=init_image, seed=args.seed, color=args.color, precision=args.precision,
                       tile_size=args.tile_size)
-    weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight)
+    weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight,
+                             photoreal=args.photoreal_weight)
     targets = [st.StyleTarget(s, layers=style_layers, weight=b, scale=args.style_scale)
                for s, b in zip(styles, blend)]
     result = st.stylize(model, st.ContentTarget(content, layers=content_layers), targets, weights, opts,
                         callback=None if args.quiet else ProgressBar())
-    save_image(result.image.cpu(), out, overwrite=args.overwrite)
+    image = photoreal.smooth(result.image, content, args.smooth_radius, photoreal.photorealistic_settings().smooth_eps)
+    save_image(image.cpu(), out, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {out} ({result.image.shape[-1]}×{result.image.shape[-2]})", file=sys.stderr)
     return 0
@@ -192,8 +204,17 @@ def main(argv: Optional[List[str]] = None) -> int:
             pct = f"{100 * done / total:5.1f}%" if total else f"{done >> 20} MiB"
             sys.stderr.write(f"\rdownloading {pct}")
         return _guard(lambda: (print(f"\nsaved {download_torchvision(a.arch, a.dir, prog)}", file=sys.stderr), 0)[-1])
-    args = build_parser().parse_args(argv)
-    return _guard(lambda: run_stylize(args))
+    return _guard(lambda: run_stylize(parse_args(argv)))
+
+
+def parse_args(argv: List[str]) -> argparse.Namespace:
+    """The stylize command's arguments; ``--photorealistic`` turns its settings into the defaults."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.photorealistic:
+        parser.set_defaults(**photoreal.cli_defaults())
+        args = parser.parse_args(argv)
+    return args
 
 
 def _guard(fn) -> int:
