@@ -28,7 +28,7 @@ kernels are incomplete on MPS). :meth:`Laplacian.to_sparse` gives the COO matrix
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -62,7 +62,7 @@ def photorealistic_settings() -> PhotorealSettings:
     return PhotorealSettings()
 
 
-def cli_defaults(settings: PhotorealSettings = None) -> Dict[str, object]:
+def cli_defaults(settings: Optional[PhotorealSettings] = None) -> Dict[str, object]:
     """The settings under the CLI's argument names (argparse ``dest``s), for ``set_defaults``."""
     s = settings or photorealistic_settings()
     return {"photoreal_weight": s.photoreal, "content_weight": s.content,
