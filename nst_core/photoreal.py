@@ -12,7 +12,7 @@ Pieces (``LossWeights.photoreal > 0`` switches the term on; the objective calls
   in Luan et al. for 0..1 images (it keeps ``M``'s null space close to the locally affine images).
 - :func:`laplacian_term`: ``Σ_c V_c[O]ᵀ·M·V_c[O] / (H·W)`` over the output's colour channels, with
   the analytic gradient ``2·M·V_c / (H·W)``. Divided by the pixel count it is a mean per pixel of
-  each window's affine-fit residual, so one weight means the same at any resolution.
+  the windows' affine-fit residuals, so a weight does not grow or shrink with the pixel count.
 - :func:`smooth`: a final guided filter (He, Sun & Tang 2010) of the output, guided by the content
   photo: removes what is left of the painterly texture, keeping the photo's edges.
 - :func:`photorealistic_settings`: what ``--photorealistic`` sets (the CLI flags given explicitly
@@ -22,8 +22,14 @@ Pieces (``LossWeights.photoreal > 0`` switches the term on; the objective calls
 
 ``M`` only couples pixels less than 3 px apart (3×3 windows), so it is stored by its 25 diagonals
 (the DIA sparse format, ``[25, H, W]``): the same non-zeros as COO/CSR without index arrays or a
-sort to coalesce, and ``M·v`` is 25 shifted multiply-adds that run on every device (torch's sparse
-kernels are incomplete on MPS). :meth:`Laplacian.to_sparse` gives the COO matrix.
+sort to coalesce (25 MB instead of ~77 MB as CSR at 512×512 px), and ``M·v`` is 25 shifted
+multiply-adds of dense tensors, which every device runs (torch's sparse support differs between
+devices). :meth:`Laplacian.to_sparse` gives the COO matrix. The build runs in float64 (on the CPU for
+MPS, which has none) because near-flat windows make ``Σ + ε/9·U`` nearly singular.
+
+The weight 1e4 was chosen by eye at 256 px (bench/photoreal.py): 1e3 leaves speckle and streaks,
+1e5 holds the style back (its style loss 1.6× that at 1e4); at 1e4 the colours move about as far
+toward the style photo as plain Gatys moves them.
 """
 from __future__ import annotations
 
@@ -134,7 +140,6 @@ def _add_windows(bands: torch.Tensor, image: torch.Tensor, r0: int, r1: int, eps
     pixels, ``δ_ij − (1 + (I_i − μ)ᵀ (Σ + ε/n·U)⁻¹ (I_j − μ)) / n`` (Levin et al., eq. 12)."""
     n = WINDOW * WINDOW
     wk = image.shape[-1] - REACH
-    rows = r1 - r0
     pix = [(py, px) for py in range(WINDOW) for px in range(WINDOW)]
     # The window's 9 pixels, centred on its mean: [9, 3, rows, wk].
     d = torch.stack([image[:, r0 + py:r1 + py, px:px + wk] for py, px in pix])
@@ -150,7 +155,7 @@ def _add_windows(bands: torch.Tensor, image: torch.Tensor, r0: int, r1: int, eps
             g = (1.0 + (d[p] * ad[q]).sum(0)) / n
             value = (1.0 if p == q else 0.0) - g
             o = (qy - py + REACH) * (2 * REACH + 1) + (qx - px + REACH)
-            bands[o, r0 + py:r1 + py, px:px + wk] += value.to(bands.dtype)
+            bands[o, r0 + py:r1 + py, px:px + wk] += value
 
 
 def _mirror(bands: torch.Tensor) -> None:
