@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import torch
 
-from . import checks
+from . import checks, photoreal
 from . import options as st
 from .image import ImageError, check_output_path, load_image, save_image
 from .options import PRECISIONS, STYLE_LOSSES
@@ -76,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style-loss", choices=STYLE_LOSSES, default=d.style_loss,
                    help="style statistics: gram (Gatys), mean_std (per-channel mean and spread), w2 (Gaussian "
                         "Wasserstein-2: mean and covariance), sliced_w (whole feature distributions; not in tiles)")
+    p.add_argument("--photoreal-weight", type=float, default=w.photoreal,
+                   help="photorealism regulariser (matting Laplacian of the content photo); 0: off")
+    p.add_argument("--smooth-radius", type=int, default=0,
+                   help="final edge-preserving smoothing (guided filter, the content photo as guide), radius in px; 0: off")
+    p.add_argument("--photorealistic", action="store_true",
+                   help="a photo in the look of another photo: sets the photorealism weight, content weight, "
+                        "shallow style layers, content init, colour none and the smoothing (flags given still win)")
     p.add_argument("--content-layers", default=format_layers(st.DEFAULT_CONTENT_LAYERS),
                    help="comma-separated layer[:weight] list")
     p.add_argument("--style-layers", default=format_layers(st.DEFAULT_STYLE_LAYERS),
@@ -179,12 +186,16 @@ def run_stylize(args) -> int:
     # Everything that can be checked without the model is checked before it loads (and before any
     # optimisation): a run that cannot succeed never starts, and nothing is written.
     out = check_output_path(args.output, args.overwrite)
+    if args.smooth_radius < 0:
+        raise ValueError(f"--smooth-radius is {args.smooth_radius}; use 0 (off) or a radius in px, e.g. 2")
     opts, weights, content, targets = _settings(args)
     _load_images(args, content, targets, opts)
     model = load_vgg(args.weights, pooling=args.pooling, convention=args.convention, device=pick_device(args.device))
     result = stylize(model, content, targets, weights, opts, callback=None if args.quiet else ProgressBar())
     checks.check_result(result.image)
-    save_image(result.image.cpu(), out, overwrite=args.overwrite)
+    image = photoreal.smooth(result.image, content.image.to(result.image.device), args.smooth_radius,
+                             photoreal.photorealistic_settings().smooth_eps)
+    save_image(image.cpu(), out, overwrite=args.overwrite)
     if not args.quiet:
         print(f"wrote {out} ({result.image.shape[-1]}×{result.image.shape[-2]})", file=sys.stderr)
     return 0
@@ -200,7 +211,7 @@ def _settings(args):
                       init="image" if args.init_image else args.init, seed=args.seed, color=args.color,
                       precision=args.precision, tile_size=args.tile_size, style_loss=args.style_loss)
     weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight,
-                             strength=args.style_strength)
+                             strength=args.style_strength, photoreal=args.photoreal_weight)
     blend = args.style_blend_weights or [1.0] * len(args.styles)
     if len(blend) != len(args.styles):
         raise ValueError(f"--style-blend-weights has {len(blend)} values for {len(args.styles)} style images")
@@ -253,10 +264,21 @@ def main(argv: Optional[List[str]] = None) -> int:
             pct = f"{100 * done / total:5.1f}%" if total else f"{done >> 20} MiB"
             sys.stderr.write(f"\rdownloading {pct}")
         return _guard(lambda: (print(f"\nsaved {download_torchvision(a.arch, a.dir, prog)}", file=sys.stderr), 0)[-1])
-    args = _parse(build_parser(), argv)
+    args = parse_args(argv)
     if args is None:
         return 2
     return _guard(lambda: run_stylize(args))
+
+
+def parse_args(argv: List[str]):
+    """The stylize command's arguments (None after a one-line complaint); ``--photorealistic`` turns
+    its settings into the defaults, so flags given still win."""
+    parser = build_parser()
+    args = _parse(parser, argv)
+    if args is not None and args.photorealistic:
+        parser.set_defaults(**photoreal.cli_defaults())
+        args = _parse(parser, argv)
+    return args
 
 
 def _parse(parser: argparse.ArgumentParser, argv: List[str]):

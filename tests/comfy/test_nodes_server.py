@@ -22,7 +22,7 @@ def test_object_info_lists_our_nodes(comfy_client):
     ours = {name: d for name, d in info.items() if d.get("python_module") == f"custom_nodes.{PACK}"}
     assert set(ours) == {"NeuralStyleLoadVGG", "NeuralStyleSampleImage", "NeuralStyleEncodeContent",
                          "NeuralStyleEncodeStyle", "NeuralStyleLossSettings", "NeuralStyleOptimize",
-                         "NeuralStyleColorMatch"}
+                         "NeuralStyleColorMatch", "NeuralStylePhotorealLoss", "NeuralStylePhotoSmooth"}
     assert {d["category"] for d in ours.values()} == {"style_transfer"}
     r = comfy_client.get("/object_info/NeuralStyleOptimize")
     assert r.status == 200 and r.body["NeuralStyleOptimize"]["output_name"] == ["image", "loss_plot"]
