@@ -80,10 +80,14 @@ def unsupported_reason(flags: List[str], help_text: str) -> Optional[str]:
 # ---------------------------------------------------------------------------------------------
 # Running the CLI
 
-def run_cli(pair: str, flags: List[str], png: Path, size: int, extra: List[str]) -> Dict[str, object]:
+def cli_args(pair: str, flags: List[str], png: Path, size: int, extra: List[str]) -> List[str]:
     photo, painting = PAIRS[pair]
-    cmd = ([sys.executable, "-m", "nst_core", str(IMAGES / photo), str(IMAGES / painting), "-o", str(png),
-            "--size", str(size), "--overwrite", "--quiet"] + extra + flags)
+    return ([str(IMAGES / photo), str(IMAGES / painting), "-o", str(png), "--size", str(size), "--overwrite",
+             "--quiet"] + extra + flags)
+
+
+def run_cli(pair: str, flags: List[str], png: Path, size: int, extra: List[str]) -> Dict[str, object]:
+    cmd = [sys.executable, "-m", "nst_core"] + cli_args(pair, flags, png, size, extra)
     png.parent.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
     out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
@@ -103,6 +107,8 @@ def run_or_reuse(pair: str, config: str, flags: List[str], args) -> Dict[str, ob
         meta = json.loads(meta_path.read_text()) if meta_path.exists() else {"seconds": None}
         meta["reused"] = True
         log(f"  {pair} / {config}: reused {png.name}")
+        if meta.get("args") not in (None, cli_args(pair, flags, png, args.size, args.extra_list)):
+            log(f"    note: it was made with other flags: {' '.join(meta['args'])}")
         return dict(meta, image=png)
     log(f"  {pair} / {config}: running the CLI {' '.join(flags) or '(defaults)'} …")
     meta = run_cli(pair, flags, png, args.size, args.extra_list)
@@ -142,10 +148,8 @@ def score_pair(pair: str, runs: Dict[str, Dict[str, object]], scorer: Scorer, si
     ours = {c: qm.load_rgb(m["image"]) for c, m in runs.items() if m.get("image") is not None}
     reference = reference_image(pair, size)
     images = dict(list(ours.items())[:1] + [("neural-style", reference)] + list(ours.items())[1:])
-    out_wh = (reference.shape[-1], reference.shape[-2])
-    for image in ours.values():  # the photo at our size when we have one (neural-style's aspect may differ by a px)
-        out_wh = (image.shape[-1], image.shape[-2])
-    images["photo (unchanged)"] = qm.load_rgb(photo_path, out_wh)
+    sized_like = next(iter(ours.values()), reference)  # our size first: neural-style's may differ by a pixel
+    images["photo (unchanged)"] = qm.load_rgb(photo_path, (sized_like.shape[-1], sized_like.shape[-2]))
     for name, image in images.items():
         meta = runs.get(name, {})
         row = {"pair": pair, "config": name, "size": [image.shape[-1], image.shape[-2]],
