@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shlex
 import subprocess
@@ -69,7 +70,7 @@ def unsupported_reason(flags: List[str], help_text: str) -> Optional[str]:
     if not flags:
         return None
     flag, value = flags[0], flags[1]
-    if flag not in help_text:
+    if not re.search(re.escape(flag) + r"(?![\w-])", help_text):
         return f"the CLI has no {flag} yet"
     choices = re.search(re.escape(flag) + r"\s+\{([^}]*)\}", help_text)
     if choices and value not in choices.group(1).split(","):
@@ -282,7 +283,8 @@ def write_report(args, rows, skipped: Dict[str, str], sheets: Dict[str, Path], w
         "# Quality: our CLI next to neural-style's published outputs\n",
         f"- size: {args.size} px on the long side; extra CLI flags: `{' '.join(args.extra_list) or 'none'}`",
         f"- repo commit: {settings['commit']}; machine: {settings['cpu']}; date: {settings['date']}",
-        f"- this run took {wall / 60:.1f} min (CLI runs and scoring)",
+        f"- this run took {wall / 60:.1f} min (CLI runs and scoring); 1-minute load average at its end "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} logical cores (times grow with other processes' load)",
     ]
     for config, why in skipped.items():
         head.append(f"- skipped `{config}`: {why}")
