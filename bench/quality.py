@@ -281,12 +281,16 @@ def write_report(args, rows, skipped: Dict[str, str], sheets: Dict[str, Path], w
     settings = {"size": args.size, "extra": args.extra_list, "commit": git_commit(), "cpu": cpu_model(),
                 "date": time.strftime("%Y-%m-%d %H:%M"), "skipped_configs": skipped, "wall_seconds": round(wall, 1)}
     (args.out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1, default=str))
+    ours = [r for r in rows if r.get("flags")]
+    reused = sum(1 for r in ours if r["reused"])
+    made = len(ours) - reused
     head = [
         "# Quality: our CLI next to neural-style's published outputs\n",
         f"- size: {args.size} px on the long side; extra CLI flags: `{' '.join(args.extra_list) or 'none'}`",
         f"- repo commit: {settings['commit']}; machine: {settings['cpu']}; date: {settings['date']}",
-        f"- this run took {wall / 60:.1f} min (CLI runs and scoring); 1-minute load average at its end "
-        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} logical cores (times grow with other processes' load)",
+        f"- this invocation took {wall / 60:.1f} min: {made} CLI runs made, {reused} reused from an earlier one "
+        f"(`--reuse`); 1-minute load average at its end {os.getloadavg()[0]:.1f} on {os.cpu_count()} logical "
+        f"cores (times grow with other processes' load)",
     ]
     for config, why in skipped.items():
         head.append(f"- skipped `{config}`: {why}")
