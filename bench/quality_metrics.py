@@ -3,7 +3,7 @@
 Written here, independent of ``nst_core.losses`` (only the VGG19 network comes from
 ``nst_core.load_vgg()``), so a change to the training loss cannot move the ruler it is judged by.
 
-- content   = ‖F(out) − F(photo)‖² / ‖F(photo)‖² at relu4_2 (relative squared distance; 0 = the photo's features)
+- content   = ‖F(out) − F(photo)‖² / ‖F(photo)‖² at relu4_2 (relative squared distance; 0 = the photo)
 - style     = mean over relu1_1…relu5_1 of ‖G(out) − G(painting)‖² / ‖G(painting)‖²,
               G = F Fᵀ / (H·W) (Gram averaged over positions), painting resized to the output's long side
 - structure = Pearson correlation of the Sobel gradient magnitude of the luminance of output and photo, both
@@ -11,7 +11,7 @@ Written here, independent of ``nst_core.losses`` (only the VGG19 network comes f
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 import torch
@@ -20,10 +20,10 @@ from PIL import Image
 
 CONTENT_LAYER = "relu4_2"
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
-EDGE_LONG_SIDE = 128  # coarse enough that brush strokes blur away and the photo's outlines remain; same at any output size
+EDGE_LONG_SIDE = 128  # brush strokes blur away, the photo's outlines remain; the same at any output size
 
 
-def load_rgb(path, size: Tuple[int, int] = None) -> torch.Tensor:
+def load_rgb(path, size: Optional[Tuple[int, int]] = None) -> torch.Tensor:
     """``[1, 3, H, W]`` RGB 0..1; resized to ``size`` (W, H) with PIL's antialiased bicubic if given."""
     with Image.open(path) as im:
         im = im.convert("RGB")
