@@ -95,10 +95,10 @@ class Optimize(io.ComfyNode):
                              tooltip="Send a preview image every N iterations (0: progress only, no "
                                      "previews)."),
                 io.Int.Input("tile_size", default=d.tile_size, min=0, max=MAX_SIZE, optional=True,
-                             tooltip="For outputs too large for the device's memory: scales larger than "
-                                     "this are optimised in overlapping tiles (at least 64 px; 0: off), and "
-                                     "style images larger than this are read in tiles. "
-                                     "About twice as slow as one piece; use large tiles."),
+                             tooltip="For outputs too large for the device's memory: the network runs in "
+                                     "tiles of this size (at least 64 px; 0: off) while the whole image is "
+                                     "optimised, so the result is the untiled one, without seams. Slower "
+                                     "(each tile is seen with 96 px of context, twice): use large tiles."),
                 io.Int.Input("frame_steps", default=d.frame_steps, min=0, max=10000, optional=True,
                              tooltip="For a batch of frames with temporal on: iterations for every frame "
                                      "after the first, which starts from the previous result at full size "

@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=st.OPTIMIZERS, default=d.optimizer)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam step size (pixel units 0..1)")
     p.add_argument("--tile-size", type=int, default=0,
-                   help="optimise scales larger than this many px in overlapping tiles (bounded memory); 0: off")
+                   help="run the network in tiles of at most this many px for scales larger than that (memory of one "
+                        "tile; the optimiser still sees the whole image, so the result is the untiled one); 0: off")
     p.add_argument("--history-size", type=int, default=0, help="L-BFGS memory (0: memory-aware default)")
     p.add_argument("--color", choices=st.COLOR_MODES, default=d.color,
                    help="keep the photo's colours: luminance-only transfer, or match the style's colours first")

@@ -211,3 +211,26 @@ def test_temporal_loss_holds_in_tiles(vgg, style96):
                                 opts=opts(128, steps=12, frame_steps=9, tile_size=64)).image
     held, warm_only = run(nst_core.LossWeights().temporal), run(0.0)
     assert compensated(held) < 0.9 * compensated(warm_only), (compensated(held), compensated(warm_only))
+
+
+def test_style_strength_moves_between_the_photo_and_the_painting(vgg, content96, style96):
+    """Higher strength: further from the photo, closer to the painting's statistics."""
+    def run(strength):
+        return nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
+                                weights=nst_core.LossWeights(strength=strength), opts=opts(64, steps=25)).image
+    c64 = nst_core.resize_long(content96, 64)
+    light, mid, heavy = run(0.2), run(0.5), run(0.8)
+    far = [float((x - c64).abs().mean()) for x in (light, mid, heavy)]
+    assert far[0] < far[1] < far[2], far
+    styled = [style_score(vgg, x, style96) for x in (light, mid, heavy)]
+    assert styled[0] > styled[1] > styled[2], styled
+
+
+@pytest.mark.parametrize("loss", ["mean_std", "w2", "sliced_w"])
+def test_each_style_loss_transfers_the_style(vgg, content96, style96, loss):
+    """Optimising any of the statistics brings the image's Gram statistics towards the painting's."""
+    c64 = nst_core.resize_long(content96, 64)
+    out = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
+                           opts=opts(64, steps=25, style_loss=loss))
+    assert out.history["style"][-1] < 0.5 * out.history["style"][0]
+    assert style_score(vgg, out.image, style96) < 0.8 * style_score(vgg, c64, style96)

@@ -129,3 +129,18 @@ def test_mask_with_the_wrong_shape_is_a_clear_error(nst_pack):
     with pytest.raises(harness.ComfyExecutionError) as e:
         nst_pack.execute_prompt(p)
     assert "aspect ratio" in e.value.details["exception_message"]
+
+
+def test_style_strength_and_style_loss_reach_the_optimisation(nst_pack):
+    """Optimize's style_strength moves the result along the content-style trade-off, and each style
+    loss runs through ComfyUI (sliced_w too); an unknown style loss is refused by validation."""
+    def run(**kw):
+        res = nst_pack.execute_prompt(basic_prompt(steps=10, size=48, preview_interval=0, **kw))
+        (img,) = res.images("9")
+        return np.abs(to_array(img) - sample_array("tubingen.jpg", img.size)).mean()
+    light, heavy = run(style_strength=0.1), run(style_strength=0.9)
+    assert light < heavy, (light, heavy)   # more style, further from the photo
+    for loss in ("mean_std", "w2", "sliced_w"):
+        assert run(style_loss=loss) > 0.02, loss
+    with pytest.raises(harness.ComfyValidationError, match="style_loss"):
+        nst_pack.execute_prompt(basic_prompt(steps=2, size=48, style_loss="gramm"))
