@@ -12,6 +12,22 @@ from typing import Dict, List, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
+if str(ROOT) not in sys.path:   # the scripts run as files from bench/: nst_core is one folder up
+    sys.path.append(str(ROOT))
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def git_commit() -> str:
+    """The checkout's commit, marked where nst_core has uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        return git("rev-parse", "--short", "HEAD") + (" (nst_core modified)" if git("status", "--porcelain", "--", "nst_core") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
 
 
 def machine() -> str:
@@ -40,6 +56,8 @@ def run_cli(args: Sequence[str]) -> Dict[str, object]:
 
 
 def md_table(header: Sequence[str], rows: List[Sequence[object]]) -> str:
+    def cell(v):
+        return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"

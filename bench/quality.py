@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlib import ROOT, cpu_model, git_commit, log, md_table  # noqa: E402
+from common import ROOT, git_commit, log, machine, md_table  # noqa: E402
 import quality_metrics as qm  # noqa: E402
 
 IMAGES = Path("/work/shared/images")
@@ -280,7 +280,7 @@ def summary_section(rows: List[Dict[str, object]]) -> str:
 
 
 def write_report(args, rows, skipped: Dict[str, str], sheets: Dict[str, Path], wall: float) -> None:
-    settings = {"size": args.size, "extra": args.extra_list, "commit": git_commit(), "cpu": cpu_model(),
+    settings = {"size": args.size, "extra": args.extra_list, "commit": git_commit(), "machine": machine(),
                 "date": time.strftime("%Y-%m-%d %H:%M"), "skipped_configs": skipped, "wall_seconds": round(wall, 1)}
     (args.out / "results.json").write_text(json.dumps({"settings": settings, "rows": rows}, indent=1, default=str))
     ours = [r for r in rows if r.get("flags")]
@@ -289,7 +289,7 @@ def write_report(args, rows, skipped: Dict[str, str], sheets: Dict[str, Path], w
     head = [
         "# Quality: our CLI next to neural-style's published outputs\n",
         f"- size: {args.size} px on the long side; extra CLI flags: `{' '.join(args.extra_list) or 'none'}`",
-        f"- repo commit: {settings['commit']}; machine: {settings['cpu']}; date: {settings['date']}",
+        f"- repo commit: {settings['commit']}; machine: {settings['machine']}; date: {settings['date']}",
         f"- this invocation took {wall / 60:.1f} min: {made} CLI runs made, {reused} reused from an earlier one "
         f"(`--reuse`); 1-minute load average at its end {os.getloadavg()[0]:.1f} on {os.cpu_count()} logical "
         f"cores (times grow with other processes' load)",
