@@ -7,8 +7,10 @@ from .color_match import ColorMatch
 from .loaders import LoadVGG, SampleImage
 from .models import register_model_folder
 from .optimize import Optimize
+from .photoreal import PhotorealLoss, PhotoSmooth
 from .targets import EncodeContent, EncodeStyle, LossSettings
 
-NODE_CLASSES = [LoadVGG, SampleImage, EncodeContent, EncodeStyle, LossSettings, Optimize, ColorMatch]
+NODE_CLASSES = [LoadVGG, SampleImage, EncodeContent, EncodeStyle, LossSettings, Optimize, ColorMatch,
+                PhotorealLoss, PhotoSmooth]
 
 __all__ = ["NODE_CLASSES", "register_model_folder"]

@@ -7,12 +7,15 @@ reaches nst_core is cloned here outside inference mode, so it is an ordinary ten
 """
 from __future__ import annotations
 
-from typing import Dict, Optional
+import math
+from typing import Dict, Optional, Union
 
 import torch
 
 from comfy_api.latest import io
 
+from ..nst_core.image import BACKGROUND
+from ..nst_core.options import StylizeError
 from ..nst_core.vgg import parse_layers as core_parse_layers
 
 # Socket types of this pack (prefixed so they never clash with another pack's).
@@ -49,8 +52,39 @@ def layers_problem(text: Optional[str], what: str):
     return True
 
 
+def range_problem(value, name: str, low: float, high: float) -> Union[bool, str]:
+    """For ``validate_inputs``: True when ``value`` is a finite number in ``low``..``high``, else the
+    message. ComfyUI checks min/max itself only for inputs ``validate_inputs`` does not take, and
+    never NaN (every comparison with NaN is false). ``None`` (a linked value) is checked at run time."""
+    if value is None:
+        return True
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"{name} is {value}; it must be a finite number from {low:g} to {high:g}"
+    if not low <= value <= high:
+        return f"{name} is {value}; use a value from {low:g} to {high:g}"
+    return True
+
+
+def core_problem(check, value, *args) -> Union[bool, str]:
+    """For ``validate_inputs``: True when ``check(value, *args)`` (an nst_core.checks function) passes."""
+    if value is None:
+        return True
+    try:
+        check(value, *args)
+    except StylizeError as e:
+        return str(e)
+    return True
+
+
+def first_problem(*results) -> Union[bool, str]:
+    return next((r for r in results if r is not True), True)
+
+
 def image_to_core(image: torch.Tensor, what: str) -> torch.Tensor:
-    """ComfyUI IMAGE ``[B, H, W, C]`` → ``[B, 3, H, W]`` float32 on the CPU, a fresh tensor."""
+    """ComfyUI IMAGE ``[B, H, W, C]`` → ``[B, 3, H, W]`` float32 on the CPU, a fresh tensor.
+
+    Grey (1 channel) becomes RGB; an alpha channel (grey+alpha, RGBA) is composited over white,
+    as nst_core.load_image does for files: the RGB hidden under transparent pixels is never used."""
     if not isinstance(image, torch.Tensor) or image.dim() not in (3, 4):
         raise NeuralStyleError(f"{what}: expected an IMAGE ([batch, height, width, channels]); "
                                f"got {type(image).__name__} {tuple(getattr(image, 'shape', ()))}")
@@ -61,12 +95,16 @@ def image_to_core(image: torch.Tensor, what: str) -> torch.Tensor:
         raise NeuralStyleError(f"{what}: the image is empty ({tuple(image.shape)})")
     with torch.inference_mode(False):
         x = image.detach().to(device="cpu", dtype=torch.float32)
-        if c == 1:
+        if c not in (1, 2, 3, 4):
+            raise NeuralStyleError(f"{what}: expected 1, 2, 3 or 4 channels; the image has {c}")
+        if not bool(torch.isfinite(x).all()):
+            raise NeuralStyleError(f"{what}: the image contains NaN or infinite values; check the node "
+                                   "that made it")
+        if c in (2, 4):
+            alpha = x[..., -1:].clamp(0, 1)
+            x = x[..., :-1].clamp(0, 1) * alpha + BACKGROUND * (1 - alpha)
+        if x.shape[-1] == 1:
             x = x.expand(-1, -1, -1, 3)
-        elif c == 4:
-            x = x[..., :3]
-        elif c != 3:
-            raise NeuralStyleError(f"{what}: expected 1, 3 or 4 channels; the image has {c}")
         return x.permute(0, 3, 1, 2).clamp(0, 1).contiguous().clone()
 
 

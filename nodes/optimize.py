@@ -12,15 +12,19 @@ import comfy.model_management as mm
 import comfy.utils
 from comfy_api.latest import io
 
+from ..nst_core import checks
 from ..nst_core.image import to_pil
-from ..nst_core.transfer import (COLOR_MODES, INITS, OPTIMIZERS, ContentTarget, LossWeights, Options,
-                                 drop_runtime_copy, stylize)
-from .convert import CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_to_image, image_to_core
+from ..nst_core.options import (COLOR_MODES, INITS, OPTIMIZERS, PRECISIONS, STYLE_LOSSES, ContentTarget,
+                                LossWeights, Options)
+from ..nst_core.runtime import drop_runtime_copy
+from ..nst_core.transfer import stylize
+from .convert import (CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_problem, core_to_image,
+                      first_problem, image_to_core, range_problem)
 from .plot import loss_plot, pil_to_image
+from .progress import ProgressReporter
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PREVIEW_SIZE = 512
 MAX_SIZE = 8192
 
@@ -28,6 +32,13 @@ MAX_SIZE = 8192
 def _to(t: Optional[torch.Tensor], device) -> Optional[torch.Tensor]:
     """A fresh, ordinary (non-inference) copy on ``device``."""
     return None if t is None else t.detach().to(device=device, dtype=torch.float32).clone()
+
+
+def _preview(image: torch.Tensor):
+    """A ProgressBar preview of ``image`` ([1, 3, H, W], 0..1)."""
+    pil = to_pil(image)
+    # The server fits previews into max_size, enlarging small ones: cap, never enlarge.
+    return "JPEG", pil, min(PREVIEW_SIZE, max(pil.size))
 
 
 def _memory_estimate(size: int, n_pixels_hint: int) -> int:
@@ -84,10 +95,10 @@ class Optimize(io.ComfyNode):
                              tooltip="Send a preview image every N iterations (0: progress only, no "
                                      "previews)."),
                 io.Int.Input("tile_size", default=d.tile_size, min=0, max=MAX_SIZE, optional=True,
-                             tooltip="For outputs too large for the device's memory: scales larger than "
-                                     "this are optimised in overlapping tiles (at least 64 px; 0: off), and "
-                                     "style images larger than this are read in tiles. "
-                                     "About twice as slow as one piece; use large tiles."),
+                             tooltip="For outputs too large for the device's memory: the network runs in "
+                                     "tiles of this size (at least 64 px; 0: off) while the whole image is "
+                                     "optimised, so the result is the untiled one, without seams. Slower "
+                                     "(each tile is seen with 96 px of context, twice): use large tiles."),
                 io.Int.Input("frame_steps", default=d.frame_steps, min=0, max=10000, optional=True,
                              tooltip="For a batch of frames with temporal on: iterations for every frame "
                                      "after the first, which starts from the previous result at full size "
@@ -98,6 +109,17 @@ class Optimize(io.ComfyNode):
                 io.Image.Input("init_image", optional=True,
                                tooltip="Optional: starting image for init = image (one per frame, or one "
                                        "for all)."),
+                # New inputs go last: workflows address inputs by slot number.
+                io.Float.Input("style_strength", default=w.strength, min=0.0, max=1.0, step=0.05, optional=True,
+                               tooltip="Less or more of the painting, in even steps: 0.5 is the calibrated "
+                                       "balance (keeps the photo, paints it); 0.25 lighter, 0.75 heavier. "
+                                       "Multiplies the loss settings' style weight by 0.1 at 0 and 10 at 1."),
+                io.Combo.Input("style_loss", options=list(STYLE_LOSSES), default=d.style_loss, optional=True,
+                               tooltip="Which statistics of the painting to match: gram (Gatys et al., the "
+                                       "classic look), mean_std (per-channel mean and spread: colour and "
+                                       "contrast, lighter texture), w2 (mean and covariance, Wasserstein), "
+                                       "sliced_w (whole feature distributions: crisp textures; not with "
+                                       "tiles)."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The stylised image (one per content frame)."),
@@ -106,8 +128,19 @@ class Optimize(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, size, tile_size=0):
+        # Taking these here turns off ComfyUI's own min/max check of them, so the range is checked too.
+        return first_problem(range_problem(size, "size", 0, MAX_SIZE),
+                             core_problem(checks.zero_or_at_least, size, "size", checks.MIN_SIZE,
+                                          "the content's own size"),
+                             range_problem(tile_size, "tile_size", 0, MAX_SIZE),
+                             core_problem(checks.zero_or_at_least, tile_size, "tile_size", checks.MIN_TILE,
+                                          "no tiling"))
+
+    @classmethod
     def execute(cls, vgg, content, style, init, optimizer, steps, size, start_size, seed, color, temporal,
-                precision, preview_interval, tile_size=0, frame_steps=0, loss=None, init_image=None):
+                precision, preview_interval, tile_size=0, frame_steps=0, loss=None, init_image=None,
+                style_strength=0.5, style_loss="gram"):
         if not isinstance(content, ContentTarget):
             raise NeuralStyleError("content: connect the output of a Neural Style: Encode Content node")
         styles = list(style) if isinstance(style, (list, tuple)) else []
@@ -116,17 +149,16 @@ class Optimize(io.ComfyNode):
         if init == "image" and init_image is None:
             raise NeuralStyleError("init is 'image' but nothing is connected to init_image: connect an "
                                    "IMAGE there, or choose another init")
-        weights = loss if isinstance(loss, LossWeights) else LossWeights()
+        weights = replace(loss if isinstance(loss, LossWeights) else LossWeights(), strength=float(style_strength))
+        try:
+            checks.check_loss_weights(weights)
+        except ValueError as e:
+            raise NeuralStyleError(f"Neural Style Optimize: {e}") from None
         device = mm.get_torch_device()
-        pbar = comfy.utils.ProgressBar(int(steps))
+        reporter = ProgressReporter(comfy.utils.ProgressBar(int(steps)), int(preview_interval), _preview)
 
         def on_step(info):
-            preview = None
-            if preview_interval > 0 and (info.iteration % preview_interval == 0 or info.iteration == info.total):
-                pil = to_pil(info.image())
-                # The server fits previews into max_size, enlarging small ones: cap, never enlarge.
-                preview = ("JPEG", pil, min(PREVIEW_SIZE, max(pil.size)))
-            pbar.update_absolute(info.iteration, info.total, preview)
+            reporter.step(info.iteration, info.total, info.image)
 
         t0 = time.perf_counter()
         try:
@@ -140,9 +172,12 @@ class Optimize(io.ComfyNode):
                 opts = Options(size=int(size), steps=int(steps), start_size=int(start_size), optimizer=optimizer,
                                init=init, seed=int(seed), color=color, temporal=bool(temporal),
                                precision=precision, tile_size=int(tile_size), frame_steps=int(frame_steps),
+                               style_loss=style_loss,
                                init_image=None if init_image is None else _to(image_to_core(init_image, "init_image"), device))
                 result = stylize(vgg, c, s, weights, opts, callback=on_step,
                                  interrupt=mm.throw_exception_if_processing_interrupted)
+                reporter.finish()
+                checks.check_result(result.image)
                 image = core_to_image(result.image, mm.intermediate_device())
             plot = pil_to_image(loss_plot(result.history, result.scale_starts))
         except NeuralStyleError:

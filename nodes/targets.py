@@ -3,12 +3,18 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..nst_core.transfer import ContentTarget, LossWeights, StyleTarget
-from .convert import (CATEGORY, Content, Loss, Style, image_to_core, layers_problem, mask_to_core,
-                      parse_layers)
+from ..nst_core import options
+from ..nst_core.checks import check_loss_weights
+from ..nst_core.options import ContentTarget, LossWeights, StyleTarget, StylizeError
+from ..nst_core.vgg import format_layers
+from .convert import (CATEGORY, Content, Loss, NeuralStyleError, Style, first_problem, image_to_core,
+                      layers_problem, mask_to_core, parse_layers, range_problem)
 
-DEFAULT_CONTENT_LAYERS = "relu4_2"
-DEFAULT_STYLE_LAYERS = "relu1_1,relu2_1,relu3_1,relu4_1,relu5_1"
+DEFAULT_CONTENT_LAYERS = format_layers(options.DEFAULT_CONTENT_LAYERS)
+DEFAULT_STYLE_LAYERS = format_layers(options.DEFAULT_STYLE_LAYERS)
+CONTENT_MAX, STYLE_MAX, TV_MAX, TEMPORAL_MAX = 10000.0, 100000.0, 10.0, 10000.0
+TARGET_WEIGHT_MAX = 100.0
+SCALE_MIN, SCALE_MAX = 0.25, 4.0
 _LAYERS_HELP = ("VGG layers as a comma-separated list, each optionally with a weight: "
                 "'relu4_2' or 'relu4_2:1, relu3_1:0.5'. Names: convX_Y, reluX_Y, poolX.")
 
@@ -26,7 +32,7 @@ class EncodeContent(io.ComfyNode):
                 io.Image.Input("image", tooltip="Content image; a batch is stylised frame by frame."),
                 io.String.Input("layers", default=DEFAULT_CONTENT_LAYERS,
                                 tooltip=_LAYERS_HELP + " Deeper layers keep less detail (default relu4_2)."),
-                io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.05,
+                io.Float.Input("weight", default=1.0, min=0.0, max=TARGET_WEIGHT_MAX, step=0.05,
                                tooltip="Multiplies the content weight of the loss settings; "
                                        "higher keeps more of the photo."),
                 io.Mask.Input("mask", optional=True,
@@ -37,8 +43,9 @@ class EncodeContent(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, layers):
-        return layers_problem(layers, "content")
+    def validate_inputs(cls, layers, weight):
+        return first_problem(layers_problem(layers, "content"),
+                             range_problem(weight, "weight", 0.0, TARGET_WEIGHT_MAX))
 
     @classmethod
     def execute(cls, image, layers, weight, mask=None):
@@ -64,10 +71,10 @@ class EncodeStyle(io.ComfyNode):
                 io.String.Input("layers", default=DEFAULT_STYLE_LAYERS,
                                 tooltip=_LAYERS_HELP + " Shallow layers give fine texture, deep layers "
                                                        "larger patterns."),
-                io.Float.Input("weight", default=1.0, min=0.0, max=100.0, step=0.05,
+                io.Float.Input("weight", default=1.0, min=0.0, max=TARGET_WEIGHT_MAX, step=0.05,
                                tooltip="Blend weight among unmasked styles (relative), or the strength "
                                        "of a masked style in its region."),
-                io.Float.Input("scale", default=1.0, min=0.25, max=4.0, step=0.05,
+                io.Float.Input("scale", default=1.0, min=SCALE_MIN, max=SCALE_MAX, step=0.05,
                                tooltip="Size of the style image relative to the output: below 1 gives "
                                        "smaller brush strokes, above 1 larger ones."),
                 io.Mask.Input("mask", optional=True,
@@ -81,8 +88,10 @@ class EncodeStyle(io.ComfyNode):
         )
 
     @classmethod
-    def validate_inputs(cls, layers):
-        return layers_problem(layers, "style")
+    def validate_inputs(cls, layers, weight, scale):
+        return first_problem(layers_problem(layers, "style"),
+                             range_problem(weight, "weight", 0.0, TARGET_WEIGHT_MAX),
+                             range_problem(scale, "scale", SCALE_MIN, SCALE_MAX))
 
     @classmethod
     def execute(cls, image, layers, weight, scale, mask=None, previous=None):
@@ -102,14 +111,14 @@ class LossSettings(io.ComfyNode):
             category=CATEGORY,
             description="Balance of the loss terms. Optional: Optimize uses these defaults without it.",
             inputs=[
-                io.Float.Input("content_weight", default=d.content, min=0.0, max=10000.0, step=0.1,
+                io.Float.Input("content_weight", default=d.content, min=0.0, max=CONTENT_MAX, step=0.1,
                                tooltip="How much the result must keep the photo's content."),
-                io.Float.Input("style_weight", default=d.style, min=0.0, max=100000.0, step=1.0,
+                io.Float.Input("style_weight", default=d.style, min=0.0, max=STYLE_MAX, step=1.0,
                                tooltip="How much the result must match the style; raise it for a "
                                        "stronger style."),
-                io.Float.Input("tv_weight", default=d.tv, min=0.0, max=10.0, step=0.0001, round=0.00001,
+                io.Float.Input("tv_weight", default=d.tv, min=0.0, max=TV_MAX, step=0.0001, round=0.00001,
                                tooltip="Total variation: smooths high-frequency noise. 0 turns it off."),
-                io.Float.Input("temporal_weight", default=d.temporal, min=0.0, max=10000.0, step=1.0,
+                io.Float.Input("temporal_weight", default=d.temporal, min=0.0, max=TEMPORAL_MAX, step=1.0,
                                tooltip="For batches (video frames): how much each frame must agree with "
                                        "the previous stylised frame where the input did not change."),
             ],
@@ -117,6 +126,17 @@ class LossSettings(io.ComfyNode):
         )
 
     @classmethod
+    def validate_inputs(cls, content_weight, style_weight, tv_weight, temporal_weight):
+        return first_problem(*(range_problem(v, name, 0.0, high) for v, name, high in (
+            (content_weight, "content_weight", CONTENT_MAX), (style_weight, "style_weight", STYLE_MAX),
+            (tv_weight, "tv_weight", TV_MAX), (temporal_weight, "temporal_weight", TEMPORAL_MAX))))
+
+    @classmethod
     def execute(cls, content_weight, style_weight, tv_weight, temporal_weight):
-        return io.NodeOutput(LossWeights(content=float(content_weight), style=float(style_weight),
-                                         tv=float(tv_weight), temporal=float(temporal_weight)))
+        weights = LossWeights(content=float(content_weight), style=float(style_weight),
+                              tv=float(tv_weight), temporal=float(temporal_weight))
+        try:  # linked values skip validate_inputs
+            check_loss_weights(weights)
+        except StylizeError as e:
+            raise NeuralStyleError(f"Neural Style Loss Settings: {e}") from None
+        return io.NodeOutput(weights)

@@ -3,11 +3,13 @@ says what to do (a run that cannot succeed never starts)."""
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .options import (COLOR_MODES, INITS, OPTIMIZERS, ContentTarget, Options, StyleTarget, StylizeError)
+from .options import (COLOR_MODES, INITS, MIN_SIZE, OPTIMIZERS, PRECISIONS, STYLE_LOSSES, ContentTarget,
+                      LossWeights, Options, StyleTarget, StylizeError)
 from .vgg import check_layers
 
 
@@ -22,39 +24,222 @@ def check_mask(mask: Optional[torch.Tensor], hw: Tuple[int, int], what: str) -> 
         raise StylizeError(
             f"{what} mask is {mw}×{mh} but the content is {hw[1]}×{hw[0]}: their aspect ratios differ, "
             "so the mask would land on the wrong region. Resize or crop the mask to the content's shape.")
+    if not bool(torch.isfinite(mask).all()):
+        raise StylizeError(f"{what} mask contains NaN or infinite values; check the node or code that made it")
     if float(mask.max()) <= 0:
         raise StylizeError(f"{what} mask is empty (all zero): paint the region the style should cover")
 
 
-def validate(model, content: ContentTarget, styles: Sequence[StyleTarget], opts: Options) -> None:
-    img = content.image
-    if not isinstance(img, torch.Tensor) or img.dim() != 4 or img.shape[1] != 3:
-        raise StylizeError(f"content image must be [B, 3, H, W]; got {tuple(getattr(img, 'shape', ()))}")
+MIN_TILE = 64
+MIN_SIDE = 16            # VGG's five poolings need this much of the short side
+STYLE_SCALES = (0.05, 8.0)
+CHANNELS_LAST = ("auto", "on", "off")
+MAX_WEIGHT = 1e9         # loss weights: 1e7 × the default style weight; far larger overflow fp32
+MAX_RELATIVE = 1e6       # blend and layer weights, which are normalised by their sum
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers as users type them: each check names the input, the value and what to do.
+
+def real(value, name: str) -> float:
+    """A finite real number (NaN and ±inf are refused: they make the loss NaN and the image black)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise StylizeError(f"{name} must be a number; got {value!r}")
+    if not math.isfinite(value):
+        raise StylizeError(f"{name} is {value}; it must be a finite number")
+    return float(value)
+
+
+def integer(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise StylizeError(f"{name} must be a whole number; got {value!r}")
+    return int(value)
+
+
+def non_negative(value, name: str, hint: str = "", high: float = MAX_WEIGHT) -> float:
+    """0..``high``: huge weights overflow the fp32 loss into NaN, which L-BFGS turns into a black image."""
+    v = real(value, name)
+    if v < 0:
+        raise StylizeError(f"{name} is {value}; it must be 0 or more{hint}")
+    if v > high:
+        raise StylizeError(f"{name} is {value}; use at most {high:g} (only the ratios between weights matter)")
+    return v
+
+
+def in_range(value, name: str, low: float, high: float) -> float:
+    v = real(value, name)
+    if not low <= v <= high:
+        raise StylizeError(f"{name} is {value}; use a value from {low:g} to {high:g}")
+    return v
+
+
+def at_least(value, name: str, low: int, hint: str = "") -> int:
+    v = integer(value, name)
+    if v < low:
+        raise StylizeError(f"{name} is {value}; it must be at least {low}{hint}")
+    return v
+
+
+def zero_or_at_least(value, name: str, low: int, zero_means: str) -> int:
+    v = integer(value, name)
+    if v != 0 and v < low:
+        raise StylizeError(f"{name} is {value}, too small; use 0 ({zero_means}) or at least {low}")
+    return v
+
+
+def one_of(value, name: str, choices: Sequence[str]) -> str:
+    if value not in choices:
+        raise StylizeError(f"unknown {name} {value!r}; use one of {', '.join(choices)}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# The dataclasses
+
+def check_loss_weights(w: LossWeights) -> None:
+    non_negative(w.content, "content weight", " (0 ignores the photo's content)")
+    non_negative(w.style, "style weight", " (0 turns the style off)")
+    non_negative(w.tv, "tv weight", " (0 turns smoothing off)")
+    non_negative(w.temporal, "temporal weight", " (0 turns frame-to-frame consistency off)")
+    non_negative(w.photoreal, "photoreal weight", " (0 turns the photorealism term off)")
+    in_range(w.strength, "style strength", 0.0, 1.0)
+
+
+def check_style_numbers(styles: Sequence[StyleTarget]) -> None:
+    """Blend weights (finite, ≥ 0, not all zero) and scales: no images needed, so front ends
+    can call it before loading anything."""
+    for i, st in enumerate(styles):
+        non_negative(st.weight, f"blend weight of style {i + 1}", " (weights are relative; 0 leaves a style out)",
+                     MAX_RELATIVE)
+        in_range(st.scale, f"style scale (style {i + 1})", *STYLE_SCALES)
+    if styles and all(float(st.weight) == 0 for st in styles):
+        raise StylizeError("every style weight is 0, so there is no style to transfer; give at least one "
+                           "style a weight above 0")
+
+
+def check_options(o: Options) -> None:
+    zero_or_at_least(o.size, "size", MIN_SIZE, "the content's own size")
+    at_least(o.steps, "steps", 1)
+    at_least(o.start_size, "start size", 0, " (0 runs a single scale)")
+    if o.scale_steps is not None:
+        for n in o.scale_steps:
+            at_least(n, "each entry of scale steps", 1)
+    if real(o.scale_ratio, "scale ratio") <= 1:
+        raise StylizeError(f"scale ratio is {o.scale_ratio}; it must be above 1 (e.g. 1.41)")
+    if not 0 < real(o.step_decay, "step decay") <= 1:
+        raise StylizeError(f"step decay is {o.step_decay}; use a value above 0 and at most 1")
+    at_least(o.min_scale_steps, "minimum steps per scale", 1)
+    if not 0 < real(o.lr, "learning rate (lr)") <= 1:
+        raise StylizeError(f"learning rate (lr) is {o.lr}; use a value above 0 and at most 1 (e.g. 0.02)")
+    at_least(o.history_size, "history size", 0, " (0 picks a memory-aware default)")
+    zero_or_at_least(o.tile_size, "tile size", MIN_TILE, "no tiling")
+    seed = integer(o.seed, "seed")
+    if not 0 <= seed < 2 ** 64:
+        raise StylizeError(f"seed is {seed}; use a whole number from 0 to 2^64 - 1")
+    at_least(o.frame_steps, "frame steps", 0, " (0 gives later frames as many as the last scale)")
+    one_of(o.optimizer, "optimizer", OPTIMIZERS)
+    one_of(o.init, "init", INITS)
+    one_of(o.color, "colour mode", COLOR_MODES)
+    one_of(o.style_loss, "style loss", STYLE_LOSSES)
+    one_of(o.precision, "precision", PRECISIONS)
+    one_of(o.channels_last, "channels_last setting", CHANNELS_LAST)
+    if o.init == "image" and o.init_image is None:
+        raise StylizeError("init is 'image' but no init image was given")
+
+
+def check_numbers(styles: Sequence[StyleTarget], weights: Optional[LossWeights], opts: Options) -> None:
+    """Every number of a run, without its images or model (front ends call it before loading them)."""
+    check_options(opts)
+    check_style_numbers(styles)
+    if weights is not None:
+        check_loss_weights(weights)
+
+
+# ---------------------------------------------------------------------------------------------
+# Images
+
+def check_image(img, what: str, channels: int = 3) -> None:
+    """``[N, 3, H, W]`` with N ≥ 1, at least MIN_SIDE px a side, finite values in 0..1."""
+    if not isinstance(img, torch.Tensor) or img.dim() != 4 or img.shape[1] != channels:
+        raise StylizeError(f"{what} must be [N, 3, H, W]; got {tuple(getattr(img, 'shape', ()))}")
     if img.shape[0] == 0:
-        raise StylizeError("the content batch is empty; connect at least one image")
-    if min(img.shape[-2:]) < 16:
-        raise StylizeError(f"content image is {img.shape[-1]}×{img.shape[-2]} px; it needs at least 16 px a side")
+        raise StylizeError(f"the {what} batch is empty; connect at least one image")
+    if min(img.shape[-2:]) < MIN_SIDE:
+        raise StylizeError(f"{what} is {img.shape[-1]}×{img.shape[-2]} px; it needs at least {MIN_SIDE} px a side")
+    if not img.is_floating_point():
+        raise StylizeError(f"{what} has integer values ({img.dtype}); convert it to float in 0..1 (divide by 255)")
+    lo, hi = float(img.amin()), float(img.amax())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise StylizeError(f"{what} contains NaN or infinite values; check the node or code that made it")
+    if lo < -0.01 or hi > 1.01:   # a little slack for resampling overshoot
+        hint = " (divide by 255)" if hi > 2 else ""
+        raise StylizeError(f"{what} has values from {lo:.3g} to {hi:.3g}; expected RGB in 0..1{hint}")
+
+
+def check_output_shape(hw: Tuple[int, int], size: int) -> None:
+    """The output the content's aspect ratio gives at ``size``: VGG needs MIN_SIDE px on its short side."""
+    if size <= 0:
+        return
+    s = size / max(hw)
+    oh, ow = round(hw[0] * s), round(hw[1] * s)
+    if min(oh, ow) < MIN_SIDE:
+        raise StylizeError(f"at size {size} the content ({hw[1]}×{hw[0]}) becomes {ow}×{oh} px, too thin "
+                           f"for VGG; raise the size or crop the content")
+
+
+def check_style_shapes(styles: Sequence[StyleTarget], content_hw: Tuple[int, int], opts: Options) -> None:
+    """Each style image as the first (smallest) scale sees it, ``scale`` × that scale's long side,
+    must keep MIN_SIDE px on its short side: a thin strip would leave VGG's pooling nothing to pool."""
+    long_side = opts.size if opts.size > 0 else max(content_hw)
+    first = 0.99 * opts.start_size if 0 < opts.start_size < long_side else long_side
+    for i, st in enumerate(styles):
+        h, w = st.image.shape[-2:]
+        side = max(MIN_SIZE, round(first * st.scale))
+        sh, sw = round(h * side / max(h, w)), round(w * side / max(h, w))
+        if min(sh, sw) < MIN_SIDE:
+            raise StylizeError(f"style image {i + 1} ({w}×{h}) becomes {sw}×{sh} px at the first scale, too "
+                               "thin for VGG; crop it closer to square, or raise the style scale or start size")
+
+
+def check_layer_weights(layers, what: str) -> None:
+    """Layer dicts from library callers (the text parsers check theirs): finite weights ≥ 0, not all 0."""
+    if not isinstance(layers, dict) or not layers:
+        raise StylizeError(f"{what} layers must be a non-empty dict of layer name to weight; got {layers!r}")
+    for name, w in layers.items():
+        non_negative(w, f"{what} layer weight of {name}", high=MAX_RELATIVE)
+    if all(float(w) == 0 for w in layers.values()):
+        raise StylizeError(f"every {what} layer weight is 0; give at least one layer a weight above 0")
+
+
+def check_result(image: torch.Tensor) -> None:
+    """A diverged run (NaN) would be saved as a black image: refuse it instead."""
+    if not bool(torch.isfinite(image).all()):
+        raise StylizeError("the optimisation diverged (the image became NaN or infinite), so nothing was "
+                           "written; lower the loss weights or the learning rate, or use precision fp32")
+
+
+def validate(model, content: ContentTarget, styles: Sequence[StyleTarget], opts: Options,
+             weights: Optional[LossWeights] = None) -> None:
+    """Everything a run is given, before it starts (``stylize`` calls it)."""
     if not styles:
         raise StylizeError("no style given; connect at least one style image")
-    if opts.optimizer not in OPTIMIZERS:
-        raise StylizeError(f"unknown optimizer {opts.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
-    if opts.init not in INITS:
-        raise StylizeError(f"unknown init {opts.init!r}; use one of {', '.join(INITS)}")
-    if opts.init == "image" and opts.init_image is None:
-        raise StylizeError("init is 'image' but no init image was given")
-    if opts.color not in COLOR_MODES:
-        raise StylizeError(f"unknown colour mode {opts.color!r}; use one of {', '.join(COLOR_MODES)}")
-    if 0 < opts.tile_size < 64:
-        raise StylizeError(f"tile size {opts.tile_size} px is too small; use at least 64 px (0 turns tiling off)")
+    check_numbers(styles, weights, opts)
+    if opts.style_loss == "sliced_w" and opts.tile_size > 0:
+        raise StylizeError("the sliced Wasserstein style loss compares sorted features of the whole image, so it "
+                           "cannot run in tiles; use style loss gram, mean_std or w2 with a tile size, or no tiles")
+    non_negative(content.weight, "content target weight", high=MAX_RELATIVE)
+    img = content.image
+    check_image(img, "content image")
+    check_output_shape(tuple(img.shape[-2:]), opts.size)
+    if opts.init_image is not None:
+        check_image(opts.init_image, "init image")
+    check_layer_weights(content.layers, "content")
     check_layers(model.arch, content.layers)
     check_mask(content.mask, tuple(img.shape[-2:]), "content")
     for i, st in enumerate(styles):
-        s = st.image
-        if not isinstance(s, torch.Tensor) or s.dim() != 4 or s.shape[1] != 3 or s.shape[0] == 0:
-            raise StylizeError(f"style image {i + 1} must be [N, 3, H, W] with N ≥ 1; got {tuple(getattr(s, 'shape', ()))}")
-        if min(s.shape[-2:]) < 16:
-            raise StylizeError(f"style image {i + 1} is {s.shape[-1]}×{s.shape[-2]} px; it needs at least 16 px a side")
-        if not 0.05 <= st.scale <= 8:
-            raise StylizeError(f"style scale {st.scale} is out of range; use 0.25–4")
+        check_image(st.image, f"style image {i + 1}")
+    check_style_shapes(styles, tuple(img.shape[-2:]), opts)
+    for i, st in enumerate(styles):
+        check_layer_weights(st.layers, f"style {i + 1}")
         check_layers(model.arch, st.layers)
         check_mask(st.mask, tuple(img.shape[-2:]), f"style {i + 1}")

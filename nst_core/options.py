@@ -8,7 +8,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 DEFAULT_CONTENT_LAYERS = {"relu4_2": 1.0}
-DEFAULT_STYLE_LAYERS = {"relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 1.0, "relu5_1": 1.0}
+# Shallow layers (brush strokes, colour) weigh more than deep ones, which copy the painting's objects.
+DEFAULT_STYLE_LAYERS = {"relu1_1": 4.0, "relu2_1": 2.0, "relu3_1": 1.0, "relu4_1": 0.5, "relu5_1": 0.5}
 MIN_SIZE = 32
 INITS = ("content", "noise", "style_mean", "image")
 COLOR_MODES = ("none", "luminance", "linear", "histogram")
@@ -48,7 +49,7 @@ class StyleTarget:
 
 @dataclass
 class LossWeights:
-    content: float = 5.0
+    content: float = 10.0          # with style 100: the calibrated balance (bench/calibrate.py)
     style: float = 100.0
     tv: float = 1e-3
     temporal: float = 200.0

@@ -99,6 +99,11 @@ def parse_layers(text: Optional[str], what: str = "") -> Dict[str, float]:
     return out
 
 
+def format_layers(layers: Dict[str, float]) -> str:
+    """``{"relu4_2": 1.0, "relu3_1": 0.5}`` → ``"relu4_2,relu3_1:0.5"`` (what :func:`parse_layers` reads)."""
+    return ",".join(n if w == 1 else f"{n}:{w:g}" for n, w in layers.items())
+
+
 class Pool2x2(nn.Module):
     """VGG's 2×2, stride-2 pooling (max or average), as ``nn.MaxPool2d(2, 2)`` / ``nn.AvgPool2d(2, 2)``.
 

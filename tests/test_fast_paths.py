@@ -1,143 +1,40 @@
-"""The fast paths give the same objective and gradient as the plain autograd path.
+"""The fast paths give the same objective and gradient as the plain paths.
 
-- Fused gradients (losses.FusedGradient, a hook per tapped layer: Gram and content terms) against
-  autograd through ``gram`` and ``content_loss`` on every layer, with and without region masks, in
-  both memory formats, and when no term of the deepest layer is left in the graph.
 - channels_last and the bf16 runtime model against fp32 NCHW (same values; gradients equal up to the
   reduced precision and max-pool tie-breaking).
 - VGG's 2×2 pooling split into row bands (a parallel backward on the CPU) against torch's pooling.
 - The L-BFGS two-loop with in-place updates against a textbook two-loop; its trust region.
 - ``auto`` precision/memory format resolve to what the device supports.
 """
-import gc
-import weakref
-
 import pytest
 import torch
 
 import nst_core
-from nst_core import losses, transfer as T
+from nst_core import losses, runtime, style_stats, transfer
 from nst_core.lbfgs import LBFGS
 
 
-def _objective(vgg, content, style, masked, memory_format=None, content_layers=None):
-    ct = nst_core.ContentTarget(content, layers=content_layers or dict(nst_core.DEFAULT_CONTENT_LAYERS))
-    if masked:
-        left = torch.zeros(content.shape[-2:])
-        left[:, : content.shape[-1] // 3] = 1
-        ct.mask = 1 - left
-        m = torch.zeros(content.shape[-2:])
-        m[:, : content.shape[-1] // 2] = 1
-        styles = [nst_core.StyleTarget(style, mask=m), nst_core.StyleTarget(style.flip(-1), mask=1 - m, weight=0.5)]
-    else:
-        styles = [nst_core.StyleTarget(style)]
-    terms = T.blend_styles(vgg, styles, max(content.shape[-2:]), 0, content, "none", memory_format)
-    return T.Objective(vgg, content, ct, terms, nst_core.LossWeights(), 0, memory_format)
+def _objective(model, content, style, memory_format=None):
+    opts = nst_core.Options()
+    job = transfer.Job(model, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)], nst_core.LossWeights(),
+                       opts, memory_format, style_stats.statistic("gram"), None)
+    return transfer._objective(job, content, 0, None)
 
 
 def _loss_and_grad(obj, x):
-    x = x.clone().requires_grad_(True)
-    loss, terms = obj(x)
-    (g,) = torch.autograd.grad(loss, x)
-    return float(loss.detach()), {k: float(v.detach()) for k, v in terms.items()}, g
-
-
-def _assert_fused_equals_autograd(obj, x, terms=("style",)):
-    """The fused path and plain autograd give the same loss, loss terms and gradient at ``x``."""
-    obj.fuse = True
-    l1, t1, g1 = _loss_and_grad(obj, x)
-    obj.fuse = False
-    l0, t0, g0 = _loss_and_grad(obj, x)
-    assert float(g0.norm()) > 0
-    assert l1 == pytest.approx(l0, rel=1e-5)
-    for name in terms:
-        assert t1[name] == pytest.approx(t0[name], rel=1e-5)
-    assert float((g1 - g0).norm() / g0.norm()) < 1e-4
-
-
-@pytest.mark.parametrize("masked", [False, True])
-@pytest.mark.parametrize("memory_format", [None, torch.channels_last])
-def test_fused_gram_gradient_equals_autograd(vgg, content96, style96, masked, memory_format):
-    obj = _objective(vgg, content96, style96, masked, memory_format=memory_format)
-    assert obj.fusable, "the default layers must use the fused path"
-    torch.manual_seed(0)
-    x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
-    _assert_fused_equals_autograd(obj, x)
-
-
-@pytest.mark.parametrize("content_layers", [{"relu2_1": 1.0, "relu4_2": 2.0}, {"relu3_1": 1.0, "relu5_1": 1.0}])
-def test_fused_content_gradient_equals_autograd(vgg, content96, style96, content_layers):
-    """Content terms on shallow layers are fused; one on the deepest layer stays in the graph
-    (and then that layer's Gram is the fused one)."""
-    obj = _objective(vgg, content96, style96, masked=True, memory_format=torch.channels_last,
-                     content_layers=content_layers)
-    assert set(content_layers) <= set(obj.fusable) | {obj.deepest}
-    torch.manual_seed(6)
-    x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
-    _assert_fused_equals_autograd(obj, x, terms=("content", "style"))
-
-
-def test_fused_gradients_arrive_when_the_deepest_layer_has_no_term(vgg, content96, style96):
-    """A tile outside the masked region at the deepest layer: the shallower layers' fused
-    gradients must still reach the image."""
-    obj = _objective(vgg, content96, style96, masked=False)
-    layers = obj.style_terms[0][0]
-    obj.shared = [{n: (torch.zeros_like(obj.style_terms[0][1][n]), 0.0, 0.0 if n == obj.deepest else 1.0)
-                   for n in layers}]
-    obj.c_weight = 0.0   # only the (fused) Gram terms of the shallow layers are left
-    torch.manual_seed(7)
-    x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
-    _assert_fused_equals_autograd(obj, x)
-
-
-def test_fused_gradient_matches_finite_difference(vgg, content96, style96):
-    """Independent of autograd: the directional derivative along a random direction."""
-    obj = _objective(vgg, content96, style96, masked=True)
-    torch.manual_seed(1)
-    x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0.05, 0.95).double().float()
-    _, _, g = _loss_and_grad(obj, x)
-    d = torch.randn_like(x)
-    d = d / d.norm()
-    eps = 1e-2
-    with torch.no_grad():
-        fd = (obj(x + eps * d)[0] - obj(x - eps * d)[0]) / (2 * eps)
-    assert float((g * d).sum()) == pytest.approx(float(fd), rel=0.05)
-
-
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
-def test_fused_hook_adds_the_gradient_and_releases_the_features(memory_format):
-    torch.manual_seed(5)
-    base = torch.randn(2, 4, 5, 6).contiguous(memory_format=memory_format).requires_grad_(True)
-    mask = torch.rand(5, 6)
-
-    def loss_of(g1, g2):
-        return ((g1 - 0.3) ** 2).sum() + 0.5 * (g2 ** 3).sum()
-
-    feats = base * 2
-    gg = losses.FusedGradient(feats)
-    g1, g2 = gg.gram(), gg.gram(mask)
-    fw_ref = weakref.ref(gg.parts[1][1])
-    gg.attach(loss_of(g1, g2))
-    downstream = (feats ** 2).sum()     # the deeper layers' share of the gradient
-    downstream.backward()               # `downstream` keeps the graph (and the hook) referenced
-    gc.collect()
-    assert fw_ref() is None, "the hook still holds the features after the backward"
-
-    ref_base = base.detach().clone().requires_grad_(True)
-    f = ref_base * 2
-    (loss_of(losses.gram(f), losses.gram(f, mask)) + (f ** 2).sum()).backward()
-    assert torch.allclose(base.grad, ref_base.grad, rtol=1e-4, atol=1e-5)
+    g, terms = obj.evaluate(x)
+    return float(terms["total"]), terms, g
 
 
 def test_channels_last_and_bf16_match_fp32(vgg, content96, style96):
     torch.manual_seed(2)
     x = (content96 + 0.1 * torch.randn_like(content96)).clamp(0, 1)
-    ref = _loss_and_grad(_objective(vgg, content96, style96, False), x)
-    cl = _loss_and_grad(_objective(vgg, content96, style96, False, memory_format=torch.channels_last), x)
+    ref = _loss_and_grad(_objective(vgg, content96, style96), x)
+    cl = _loss_and_grad(_objective(vgg, content96, style96, memory_format=torch.channels_last), x)
     # What stylize runs for bf16: a copy of the model with bf16 weights, laid out channels_last.
-    bf16 = T.runtime_model(vgg, torch.device("cpu"), nst_core.Options(precision="bf16", channels_last="on"))
+    bf16 = runtime.runtime_model(vgg, torch.device("cpu"), nst_core.Options(precision="bf16", channels_last="on"))
     assert bf16.features[0].weight.dtype == torch.bfloat16
-    bf = _loss_and_grad(_objective(bf16, content96, style96, False, torch.channels_last), x)
+    bf = _loss_and_grad(_objective(bf16, content96, style96, torch.channels_last), x)
     assert cl[0] == pytest.approx(ref[0], rel=1e-4)
     assert bf[0] == pytest.approx(ref[0], rel=0.03)
     cos_cl = float((cl[2] * ref[2]).sum() / (cl[2].norm() * ref[2].norm()))
@@ -251,11 +148,11 @@ def test_lbfgs_long_steps_are_shortened_along_the_same_direction():
 
 def test_auto_settings_resolve_per_device(vgg):
     cpu = torch.device("cpu")
-    assert T.resolve_precision(cpu, "fp32") == "fp32"
-    assert T.resolve_precision(cpu, "auto") == ("bf16" if T.cpu_has_fast_bf16() else "fp32")
-    assert T.memory_format_for(cpu, "auto") is torch.channels_last
-    assert T.memory_format_for(cpu, "off") is None
-    assert T.memory_format_for(torch.device("mps"), "auto") is None
-    assert T.runtime_model(vgg, cpu, nst_core.Options(precision="fp32")) is vgg
+    assert runtime.resolve_precision(cpu, "fp32") == "fp32"
+    assert runtime.resolve_precision(cpu, "auto") == ("bf16" if runtime.cpu_has_fast_bf16() else "fp32")
+    assert runtime.memory_format_for(cpu, "auto") is torch.channels_last
+    assert runtime.memory_format_for(cpu, "off") is None
+    assert runtime.memory_format_for(torch.device("mps"), "auto") is None
+    assert runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp32")) is vgg
     with pytest.raises(nst_core.StylizeError, match="precision"):
-        T.runtime_model(vgg, cpu, nst_core.Options(precision="fp8"))
+        runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp8"))

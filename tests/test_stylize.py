@@ -3,19 +3,12 @@ import pytest
 import torch
 
 import nst_core
-from nst_core import transfer as T
+from testlib import scorer
 
 
 def objective(vgg, content, style):
     """Our objective at the content's size, to score any candidate image."""
-    terms = T.blend_styles(vgg, [nst_core.StyleTarget(style)], max(content.shape[-2:]), 0, content, "none", None)
-    obj = T.Objective(vgg, content, nst_core.ContentTarget(content), terms, nst_core.LossWeights(), 0, None)
-
-    def score(img):
-        with torch.no_grad():
-            _, t = obj(nst_core.resize(img, tuple(content.shape[-2:])))
-        return {k: float(v) for k, v in t.items()}
-    return score
+    return scorer(vgg, content, style)
 
 
 def run(vgg, content, style, **kw):

@@ -18,3 +18,30 @@ def sample_image(name: str, long_side: int = 96) -> torch.Tensor:
     if not path.is_file():
         pytest.fail(f"sample image {path} is missing from the repository")
     return nst_core.resize_long(nst_core.load_image(path), long_side)
+
+
+def style_targets(vgg, styles, content, stat="gram"):
+    """The style terms of one scale (the content's size), as ``stylize`` builds them."""
+    from nst_core import style_stats, targets
+    return targets.style_terms(vgg, styles, content, 0, "none", None, max(content.shape[-2:]),
+                               style_stats.statistic(stat))
+
+
+def gram_targets(vgg, styles, content):
+    """The (blended) Gram target of each layer of the first style term."""
+    term = style_targets(vgg, styles, content)[0]
+    return {n: t["gram"] for n, t in term.targets.items()}
+
+
+def scorer(vgg, content, style, **opts):
+    """Our objective at the content's size, to score any candidate image: {term: value}."""
+    from nst_core import style_stats, transfer
+    o = nst_core.Options(**opts)
+    job = transfer.Job(vgg, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)], nst_core.LossWeights(),
+                       o, None, style_stats.statistic(o.style_loss), None)
+    obj = transfer._objective(job, content, 0, None)
+
+    def score(img):
+        _, t = obj.evaluate(nst_core.resize(img, tuple(content.shape[-2:])))
+        return {k: float(v) for k, v in t.items()}
+    return score

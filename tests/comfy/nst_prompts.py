@@ -16,7 +16,7 @@ OPTIMIZE_DEFAULTS = {"init": "content", "optimizer": "lbfgs", "steps": 4, "size"
 
 
 def basic_prompt(*, content="tubingen.jpg", style="starry_night.jpg", content_layers="relu4_2",
-                 style_layers="relu1_1,relu2_1,relu3_1,relu4_1,relu5_1", save=True, **optimize) -> dict:
+                 style_layers="relu1_1:4,relu2_1:2,relu3_1,relu4_1:0.5,relu5_1:0.5", save=True, **optimize) -> dict:
     """Sample content + sample style -> Optimize -> SaveImage (node "9"), loss plot -> node "10"."""
     prompt = {
         "1": {"class_type": "NeuralStyleSampleImage", "inputs": {"sample": content}},

@@ -17,9 +17,10 @@ def test_optimize_gives_a_stylised_image_progress_previews_and_a_loss_plot(nst_p
     content = sample_array("tubingen.jpg", img.size)
     assert np.abs(out - content).mean() > 0.02, "the output is (nearly) the content: nothing was optimised"
 
-    # Progress: one message per iteration from the Optimize node, ending at the total.
+    # Progress from the Optimize node (paced, see test_progress_reporting.py): rising, ending at the total.
     prog = [p for p in res.progress if p["node"] == "6"]
-    assert [p["value"] for p in prog] == list(range(1, 7)) and prog[-1]["max"] == 6
+    values = [p["value"] for p in prog]
+    assert values == sorted(set(values)) and values[0] == 1 and values[-1] == prog[-1]["max"] == 6
     # Previews every 2 iterations (and at the end), as JPEG of the current image.
     assert len(res.previews) == 3
     fmt, image, max_size = res.previews[0].image_format, res.previews[0].image, res.previews[0].max_size
@@ -45,7 +46,8 @@ def test_optimize_gives_a_stylised_image_progress_previews_and_a_loss_plot(nst_p
 def test_preview_interval_zero_sends_progress_without_previews(nst_pack):
     res = nst_pack.execute_prompt(basic_prompt(steps=3, size=48, preview_interval=0, save=False)
                                   | {"9": {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}}})
-    assert [p["value"] for p in res.progress if p["node"] == "6"] == [1, 2, 3]
+    values = [p["value"] for p in res.progress if p["node"] == "6"]
+    assert values == sorted(set(values)) and values[0] == 1 and values[-1] == 3
     assert res.previews == []
 
 
@@ -73,9 +75,10 @@ def test_batch_of_frames_blend_masks_loss_settings_and_init_image(nst_pack):
     assert (image[0] - content).abs().mean() > 0.02
     assert (image[1] - content).abs().mean() > 0.02
     prog = [q for q in res.progress if q["node"] == "6"]
-    # Every iteration of both frames is reported, up to the run's total: 8 for the first frame (one
-    # scale), frame_steps = 5 for the second (warm-started from the first).
-    assert [q["value"] for q in prog] == list(range(1, prog[-1]["max"] + 1))
+    # Progress rises through both frames to the run's total: 8 for the first frame (one scale),
+    # frame_steps = 5 for the second (warm-started from the first).
+    values = [q["value"] for q in prog]
+    assert values == sorted(set(values)) and values[-1] == prog[-1]["max"]
     assert prog[-1]["max"] == 8 + 5
 
 
@@ -110,9 +113,7 @@ def test_bad_layers_fail_validation_with_a_clear_message(nst_pack, layers, needl
 
 
 @pytest.mark.parametrize("change, needle", [
-    ({"size": 16}, "too small"),
     ({"init": "image"}, "nothing is connected to init_image"),
-    ({"tile_size": 10}, "tile size 10"),  # reaches nst_core, which refuses it
 ])
 def test_bad_settings_fail_execution_with_a_clear_message(nst_pack, change, needle):
     with pytest.raises(harness.ComfyExecutionError) as e:
@@ -128,3 +129,18 @@ def test_mask_with_the_wrong_shape_is_a_clear_error(nst_pack):
     with pytest.raises(harness.ComfyExecutionError) as e:
         nst_pack.execute_prompt(p)
     assert "aspect ratio" in e.value.details["exception_message"]
+
+
+def test_style_strength_and_style_loss_reach_the_optimisation(nst_pack):
+    """Optimize's style_strength moves the result along the content-style trade-off, and each style
+    loss runs through ComfyUI (sliced_w too); an unknown style loss is refused by validation."""
+    def run(**kw):
+        res = nst_pack.execute_prompt(basic_prompt(steps=10, size=48, preview_interval=0, **kw))
+        (img,) = res.images("9")
+        return np.abs(to_array(img) - sample_array("tubingen.jpg", img.size)).mean()
+    light, heavy = run(style_strength=0.1), run(style_strength=0.9)
+    assert light < heavy, (light, heavy)   # more style, further from the photo
+    for loss in ("mean_std", "w2", "sliced_w"):
+        assert run(style_loss=loss) > 0.02, loss
+    with pytest.raises(harness.ComfyValidationError, match="style_loss"):
+        nst_pack.execute_prompt(basic_prompt(steps=2, size=48, style_loss="gramm"))

@@ -8,6 +8,7 @@ import pytest
 EXPECTED_NODES = {
     "NeuralStyleLoadVGG", "NeuralStyleSampleImage", "NeuralStyleEncodeContent", "NeuralStyleEncodeStyle",
     "NeuralStyleLossSettings", "NeuralStyleOptimize", "NeuralStyleColorMatch",
+    "NeuralStylePhotorealLoss", "NeuralStylePhotoSmooth",
 }
 SOCKET_TYPES = {"IMAGE", "MASK", "NST_MODEL", "NST_CONTENT", "NST_STYLE", "NST_LOSS"}
 DEFAULT_WEIGHTS = "default (original VGG19, offline)"

@@ -22,7 +22,7 @@ def test_object_info_lists_our_nodes(comfy_client):
     ours = {name: d for name, d in info.items() if d.get("python_module") == f"custom_nodes.{PACK}"}
     assert set(ours) == {"NeuralStyleLoadVGG", "NeuralStyleSampleImage", "NeuralStyleEncodeContent",
                          "NeuralStyleEncodeStyle", "NeuralStyleLossSettings", "NeuralStyleOptimize",
-                         "NeuralStyleColorMatch"}
+                         "NeuralStyleColorMatch", "NeuralStylePhotorealLoss", "NeuralStylePhotoSmooth"}
     assert {d["category"] for d in ours.values()} == {"style_transfer"}
     r = comfy_client.get("/object_info/NeuralStyleOptimize")
     assert r.status == 200 and r.body["NeuralStyleOptimize"]["output_name"] == ["image", "loss_plot"]
@@ -97,10 +97,16 @@ def test_invalid_inputs_are_reported_and_the_server_keeps_running(comfy_client, 
     details = json.dumps(r.body["node_errors"]["4"])
     assert "relu4_9" in details and "Valid names" in details
 
-    run = comfy_client.run_prompt(_prompt(size=16), timeout=180)
+    r = comfy_client.queue_prompt(_prompt(size=16))   # refused by Optimize's validate_inputs
+    assert r.status == 400
+    details = json.dumps(r.body["node_errors"]["6"])
+    assert "too small" in details and "at least 32" in details
+
+    p = _prompt()
+    p["5"]["inputs"]["weight"] = 0.0      # valid on its own; the run finds no style to transfer
+    run = comfy_client.run_prompt(p, timeout=180)
     assert run.status == "error"
-    assert run.error["node_id"] == "6" and "too small" in run.error["exception_message"]
-    assert "at least 32" in run.error["exception_message"]
+    assert run.error["node_id"] == "6" and "every style weight is 0" in run.error["exception_message"]
 
     assert comfy_server_process.is_running()
     ok = comfy_client.run_prompt(_prompt(steps=2, size=40), timeout=180)

