@@ -17,7 +17,6 @@ and a PNG strip of three frames per clip. Finished runs are kept under --state (
 from __future__ import annotations
 
 import argparse
-import functools
 import sys
 import time
 from pathlib import Path
@@ -29,11 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nst_core  # noqa: E402
 from nst_core import flow as flowlib  # noqa: E402
-from nst_core import frames as frameslib  # noqa: E402
-from nst_core import transfer  # noqa: E402
 from nst_core import video as videolib  # noqa: E402
 
-from bench import benchlib  # noqa: E402
+from bench import common  # noqa: E402
 
 METHODS = ("independent", "shift", "dis")
 METRIC_FLOW = "farneback"
@@ -75,16 +72,9 @@ def stylize_clip(vgg, frames, style, method: str, args) -> Dict[str, object]:
     def on_step(info):
         while len(stamps) <= info.frame:
             stamps.append(time.perf_counter())
-    # Until the loop reads Options.flow, the method is chosen by the function it calls per frame.
-    saved = transfer.follow_previous
-    if method != "independent":
-        transfer.follow_previous = functools.partial(frameslib.follow_previous, flow=method)
     t0 = time.perf_counter()
-    try:
-        out = nst_core.stylize(vgg, nst_core.ContentTarget(frames), [nst_core.StyleTarget(style)], opts=opts,
-                               callback=on_step).image
-    finally:
-        transfer.follow_previous = saved
+    out = nst_core.stylize(vgg, nst_core.ContentTarget(frames), [nst_core.StyleTarget(style)], opts=opts,
+                           callback=on_step).image
     end = time.perf_counter()
     stamps = [t0] + stamps[1:] + [end]
     return {"frames": out.cpu(), "seconds": [b - a for a, b in zip(stamps[:-1], stamps[1:])]}
@@ -124,21 +114,22 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=40, help="iterations of the first frame (and of every "
                                                             "independent frame)")
     p.add_argument("--frame-steps", type=int, default=20, help="iterations of every later frame when following")
-    p.add_argument("--style", default=str(benchlib.ROOT / "assets" / "samples" / "starry_night.jpg"))
+    p.add_argument("--style", default=str(common.ROOT / "assets" / "samples" / "starry_night.jpg"))
     p.add_argument("--clips", default=",".join(CLIPS))
     p.add_argument("--methods", default=",".join(METHODS), help="run only these (the report needs all three: "
                                                                  "runs in parallel processes share --state)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=str(benchlib.ROOT / "bench" / "results" / "video"))
-    p.add_argument("--state", default=str(benchlib.ROOT / "bench" / "state" / "video"))
+    p.add_argument("--out", default=str(common.ROOT / "bench" / "results" / "video"))
+    p.add_argument("--state", default=str(common.ROOT / "bench" / "state" / "video"))
     p.add_argument("--fresh", action="store_true")
     args = p.parse_args(argv)
-    benchlib.set_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state = Path(args.state)
     state.mkdir(parents=True, exist_ok=True)
-    info = benchlib.machine_info("cpu", args.threads)
+    info = common.machine()
     vgg = nst_core.load_vgg()
     style = nst_core.resize_long(nst_core.load_image(args.style), args.size)
     rows = []
@@ -151,9 +142,9 @@ def main(argv=None) -> int:
             key = f"{clip_name}_{method}_{args.frames}_{args.size}_{args.steps}_{args.frame_steps}.pt"
             if (state / key).is_file() and not args.fresh:
                 runs[method] = torch.load(state / key)
-                benchlib.log(f"{clip_name} {method}: reused {state / key}")
+                common.log(f"{clip_name} {method}: reused {state / key}")
             else:
-                benchlib.log(f"{clip_name} {method}: stylising {args.frames} frames at "
+                common.log(f"{clip_name} {method}: stylising {args.frames} frames at "
                              f"{frames.shape[-1]}×{frames.shape[-2]} ...")
                 runs[method] = stylize_clip(vgg, frames, style, method, args)
                 torch.save(runs[method], state / key)
@@ -165,7 +156,7 @@ def main(argv=None) -> int:
             later = r["seconds"][1:]
             rows.append([clip_name, method, flicker(r["frames"], frames), floor, r["seconds"][0],
                          sum(later) / max(len(later), 1)])
-            benchlib.log(f"  {clip_name} {method}: flicker {rows[-1][2]:.4f} (input {floor:.4f})")
+            common.log(f"  {clip_name} {method}: flicker {rows[-1][2]:.4f} (input {floor:.4f})")
         strip = side_by_side([frames] + [runs[m]["frames"] for m in METHODS])
         save_animation(strip, out / f"{clip_name}.webp", fps)
         save_strip(strip, out / f"{clip_name}_frames.png")
@@ -175,7 +166,7 @@ def main(argv=None) -> int:
 
 
 def write_report(path: Path, rows, args, info) -> None:
-    table = benchlib.md_table(["clip", "method", "flicker", "input's own", "first frame s", "later frame s"], rows)
+    table = common.md_table(["clip", "method", "flicker", "input's own", "first frame s", "later frame s"], rows)
     by_clip: Dict[str, Dict[str, float]] = {}
     for clip, method, value, *_ in rows:
         by_clip.setdefault(clip, {})[method] = value
@@ -200,7 +191,7 @@ within a row set only.
 Animations: `bikes.webp`, `bigbuckbunny.webp` (input | independent | shift | flow); strips of the
 first, middle and last frame: `*_frames.png`.
 
-{benchlib.machine_md(info)}
+Machine: {info}.
 """)
 
 

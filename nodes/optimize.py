@@ -86,7 +86,8 @@ class Optimize(io.ComfyNode):
                                        "first. none: the painting's colours."),
                 io.Boolean.Input("temporal", default=d.temporal,
                                  tooltip="For a batch of frames: start each frame from the previous result "
-                                         "and keep unchanged areas stable (less flicker)."),
+                                         "moved along the optical flow, and keep it where the flow is "
+                                         "reliable (much less flicker); a scene cut starts afresh."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default=d.precision,
                                tooltip="VGG arithmetic: auto uses bf16 on GPUs that support it and on CPUs "
                                        "with AMX (recent Xeons: 3-4x faster there), fp32 otherwise. Loss "

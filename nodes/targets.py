@@ -83,6 +83,11 @@ class EncodeStyle(io.ComfyNode):
                 Style.Input("previous", optional=True,
                             tooltip="Optional: styles from other Encode Style nodes, to combine with "
                                     "this one."),
+                # New inputs go last: workflows address inputs by slot number.
+                io.Mask.Input("style_mask", optional=True,
+                              tooltip="Optional: the region of the style image to take the style from "
+                                      "(same aspect ratio as the style image). With 'mask' this pairs "
+                                      "regions: sky to sky, buildings to buildings."),
             ],
             outputs=[Style.Output(display_name="style", tooltip="This style plus any previous ones.")],
         )
@@ -94,9 +99,10 @@ class EncodeStyle(io.ComfyNode):
                              range_problem(scale, "scale", SCALE_MIN, SCALE_MAX))
 
     @classmethod
-    def execute(cls, image, layers, weight, scale, mask=None, previous=None):
+    def execute(cls, image, layers, weight, scale, mask=None, previous=None, style_mask=None):
         target = StyleTarget(image=image_to_core(image, "style image"), layers=parse_layers(layers, "style"),
-                             weight=float(weight), scale=float(scale), mask=mask_to_core(mask, "style mask"))
+                             weight=float(weight), scale=float(scale), mask=mask_to_core(mask, "style mask"),
+                             source_mask=mask_to_core(style_mask, "style image mask"))
         # A new tuple: the upstream node's cached output is never modified.
         return io.NodeOutput(tuple(previous or ()) + (target,))
 

@@ -13,7 +13,8 @@ from .options import (COLOR_MODES, INITS, MIN_SIZE, OPTIMIZERS, PRECISIONS, STYL
 from .vgg import check_layers
 
 
-def check_mask(mask: Optional[torch.Tensor], hw: Tuple[int, int], what: str) -> None:
+def check_mask(mask: Optional[torch.Tensor], hw: Tuple[int, int], what: str, image: str = "the content") -> None:
+    """A mask of ``image``'s shape (``hw``): same aspect ratio, finite, not empty."""
     if mask is None:
         return
     if mask.dim() not in (2, 3, 4) or mask.shape[-1] < 1 or mask.shape[-2] < 1:
@@ -22,8 +23,8 @@ def check_mask(mask: Optional[torch.Tensor], hw: Tuple[int, int], what: str) -> 
     ar_m, ar_c = mw / mh, hw[1] / hw[0]
     if abs(math.log(ar_m / ar_c)) > 0.05:
         raise StylizeError(
-            f"{what} mask is {mw}×{mh} but the content is {hw[1]}×{hw[0]}: their aspect ratios differ, "
-            "so the mask would land on the wrong region. Resize or crop the mask to the content's shape.")
+            f"{what} mask is {mw}×{mh} but {image} is {hw[1]}×{hw[0]}: their aspect ratios differ, "
+            f"so the mask would land on the wrong region. Resize or crop the mask to {image}'s shape.")
     if not bool(torch.isfinite(mask).all()):
         raise StylizeError(f"{what} mask contains NaN or infinite values; check the node or code that made it")
     if float(mask.max()) <= 0:
@@ -243,3 +244,4 @@ def validate(model, content: ContentTarget, styles: Sequence[StyleTarget], opts:
         check_layer_weights(st.layers, f"style {i + 1}")
         check_layers(model.arch, st.layers)
         check_mask(st.mask, tuple(img.shape[-2:]), f"style {i + 1}")
+        check_mask(st.source_mask, tuple(st.image.shape[-2:]), f"style {i + 1} source", f"style image {i + 1}")

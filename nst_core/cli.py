@@ -6,6 +6,7 @@ Exit status: 0 done, 1 stopped by Ctrl-C, 2 bad input (one-line message, nothing
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import time
@@ -73,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="long side of the first, coarsest scale; 0 or >= size for a single-scale run")
     p.add_argument("--scale-steps", type=_ints, default=None,
                    help="explicit iterations per scale, comma-separated (e.g. 200,100,50)")
+    _add_look_options(p, d, w)
+    _add_run_options(p, d)
+    return p
+
+
+def _add_look_options(p: argparse.ArgumentParser, d: st.Options, w: st.LossWeights) -> None:
+    """The balance, layers, styles and photorealism: what the result looks like."""
     p.add_argument("--content-weight", type=float, default=w.content)
     p.add_argument("--style-weight", type=float, default=w.style)
     p.add_argument("--tv-weight", type=float, default=w.tv)
@@ -93,11 +101,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated layer[:weight] list")
     p.add_argument("--style-layers", default=format_layers(st.DEFAULT_STYLE_LAYERS),
                    help="comma-separated layer[:weight] list")
+    p.add_argument("--regions", nargs="+", default=None, metavar="CONTENT_MASK:STYLE_MASK",
+                   help="pair regions of the photo with regions of the style image (grey images, white = in): "
+                        "each pair is a style of its own, e.g. sky.png:style_sky.png rest.png:style_rest.png; "
+                        "the Nth pair takes the Nth style image if as many are given, else the first")
     p.add_argument("--style-blend-weights", type=_floats, default=None,
                    help="relative weight of each style image, comma-separated (default: equal)")
     p.add_argument("--style-scale", type=float, default=1.0,
                    help="style image size relative to the output (0.05-8; 0.25-4 is the useful range): "
                         "larger gives coarser strokes")
+
+
+def _add_run_options(p: argparse.ArgumentParser, d: st.Options) -> None:
+    """Start, optimiser, tiles, weights file, device: how the result is computed."""
     p.add_argument("--init", choices=st.INITS, default=d.init, help="starting image")
     p.add_argument("--init-image", help="image to start from (with --init image)")
     p.add_argument("--optimizer", choices=st.OPTIMIZERS, default=d.optimizer)
@@ -119,8 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="VGG arithmetic: auto = bf16 on CUDA GPUs that support it and on CPUs with AMX, fp32 "
                         "elsewhere (loss values accumulate in fp32 either way)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    return p
-
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -239,6 +253,8 @@ def _load_images(args, content, targets, opts) -> None:
     content.image = video.read_clip(args.content, args.frames, args.size).frames if clip else load_image(args.content)
     for t, path in zip(targets, args.styles):
         t.image = load_image(path)
+    if args.regions:
+        targets[:] = _region_targets(args.regions, targets)
     opts.init_image = load_image(args.init_image) if args.init_image else None
     checks.check_options(opts)
     checks.check_image(content.image, "content image")
@@ -247,6 +263,23 @@ def _load_images(args, content, targets, opts) -> None:
     hw = tuple(content.image.shape[-2:])
     checks.check_output_shape(hw, opts.size)
     checks.check_style_shapes(targets, hw, opts)
+
+
+def _region_targets(pairs: List[str], styles: List[st.StyleTarget]) -> List[st.StyleTarget]:
+    """One style per ``CONTENT_MASK:STYLE_MASK`` pair: the output region, and the style image's."""
+    out = []
+    for i, pair in enumerate(pairs):
+        content_mask, sep, style_mask = pair.rpartition(":")
+        if not sep or not content_mask or not style_mask:
+            raise ValueError(f"--regions: {pair!r} is not CONTENT_MASK:STYLE_MASK (two image files joined by ':')")
+        base = styles[i] if len(styles) == len(pairs) else styles[0]
+        out.append(dataclasses.replace(base, mask=_grey(content_mask), source_mask=_grey(style_mask)))
+    return out
+
+
+def _grey(path: str) -> torch.Tensor:
+    """A mask image as ``[H, W]`` in 0..1 (the mean of its channels)."""
+    return load_image(path)[0].mean(0)
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -45,6 +45,7 @@ class StyleTarget:
     weight: float = 1.0                      # relative weight among blended styles / region strength
     scale: float = 1.0                       # style image long side relative to the output's
     mask: Optional[torch.Tensor] = None      # [H, W] or [N, H, W], 0..1: region of the output
+    source_mask: Optional[torch.Tensor] = None   # [H, W], 0..1: the region of the style image to take
 
 
 @dataclass

@@ -14,6 +14,7 @@ from . import color as colorlib
 from .image import fit_size, resize
 from .objective import StyleTerm
 from .options import MIN_SIZE, StyleTarget, StylizeError
+from .losses import resize_mask
 from .style_stats import SlicedW, moment_sums
 from .tiling import block_features
 from .vgg import layer_stride
@@ -55,25 +56,36 @@ def content_features(model, image: torch.Tensor, layers: Sequence[str], memory_f
 
 
 @torch.no_grad()
-def style_statistics(model, image: torch.Tensor, layers: Sequence[str], memory_format, tile: int, stat):
+def style_statistics(model, image: torch.Tensor, layers: Sequence[str], memory_format, tile: int, stat,
+                     region: Optional[torch.Tensor] = None):
     """Per layer, the style image's moment expectations (or sorted projections for ``sliced_w``),
-    averaged over the images of an ``[N, 3, H, W]`` batch."""
+    averaged over the images of an ``[N, 3, H, W]`` batch; only over ``region`` (``[H, W]``, 0..1,
+    the style image's part to take) where given."""
+    masks = {n: None if region is None else resize_mask(region, _layer_hw(image, n)) for n in layers}
     per_image = []
     for i in range(image.shape[0]):
         acc: Dict[str, object] = {}
         for b, feats in block_features(model, image[i:i + 1], layers, memory_format, tile):
             for n in layers:
-                f = feats[n][(...,) + b.local(layer_stride(n))]
+                s = layer_stride(n)
+                f = feats[n][(...,) + b.local(s)]
+                m = None if masks[n] is None else masks[n][b.glob(s)]
                 if isinstance(stat, SlicedW):
-                    acc.setdefault(n, []).append(stat.projections(f, None))
+                    acc.setdefault(n, []).append(stat.projections(f, m))
                 else:
-                    s = moment_sums(f, None, stat.needs)
-                    acc[n] = s if n not in acc else {k: acc[n][k] + v for k, v in s.items()}
+                    sums = moment_sums(f, None if m is None else m.reshape(-1), stat.needs)
+                    acc[n] = sums if n not in acc else {k: acc[n][k] + v for k, v in sums.items()}
         if isinstance(stat, SlicedW):
             per_image.append({n: torch.cat(p).sort(0).values.t().contiguous() for n, p in acc.items()})
         else:
-            per_image.append({n: {k: v / s["mass"] for k, v in s.items() if k != "mass"} for n, s in acc.items()})
+            per_image.append({n: {k: v / t["mass"].clamp_min(1e-8) for k, v in t.items() if k != "mass"}
+                              for n, t in acc.items()})
     return _mix(per_image, [1.0] * len(per_image), stat)
+
+
+def _layer_hw(image: torch.Tensor, name: str):
+    s = layer_stride(name)
+    return max(image.shape[-2] // s, 1), max(image.shape[-1] // s, 1)
 
 
 def _mix(parts: List[Dict[str, object]], weights: List[float], stat) -> Dict[str, object]:
@@ -112,7 +124,7 @@ def style_terms(model, styles: Sequence[StyleTarget], content_img: torch.Tensor,
     blended into one term, each masked style a term of its own."""
     out_long = max(content_img.shape[-2:])
     raw = [style_statistics(model, style_image_at(st, out_long, content_img, color), list(st.layers),
-                            memory_format, tile, stat) for st in styles]
+                            memory_format, tile, stat, pick_mask(st.source_mask, 0)) for st in styles]
     terms = []
     unmasked = [(st, r) for st, r in zip(styles, raw) if st.mask is None]
     if unmasked:

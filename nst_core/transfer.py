@@ -7,8 +7,8 @@ Deviations from Gatys et al. (one line each):
 - losses are relative and layer weights normalised (see ``losses``), the default style layers
   lean to the shallow ones (see ``options``), and ``strength`` scales the style weight on a log scale;
 - styles without a mask are blended into one target per layer, weighted by their weights;
-- frames after the first start from the previous stylised frame, moved onto the new one
-  (``frames``), with a temporal loss where that is reliable.
+- frames after the first start from the previous stylised frame moved along the input's optical
+  flow (``frames``), with a temporal loss where the flow is reliable; a scene cut starts afresh.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import torch
 
 from . import color as colorlib
 from .checks import validate
-from .frames import follow_previous
+from .frames import FrameGuide
 from .image import resize
 from .loop import LossLog, RunState, optimise
 from .objective import Objective, PixelTerms, style_multiplier
@@ -77,27 +77,34 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     total = sum(n for _, n in plan) + (frames.shape[0] - 1) * sum(n for _, n in later)
     run = RunState(opts, total, LossLog(total, device), callback, interrupt, n_frames=frames.shape[0])
     outputs, scale_starts = [], []
+    guide = FrameGuide(opts) if opts.temporal else None
     with device_settings(device, opts), torch.enable_grad():
         prev = None
         for t in range(frames.shape[0]):
             frame = frames[t:t + 1]
             run.frame = t
-            x = _frame(job, frame, plan if t == 0 else later, prev, run, scale_starts)
-            prev = (frame, x)
+            follow = guide.follow(resize(frame, plan[-1][0])) if guide is not None and t > 0 else None
+            if t > 0 and follow is None and guide is not None:   # a scene cut: the whole schedule again
+                run.total += sum(n for _, n in plan) - sum(n for _, n in later)
+            x = _frame(job, frame, plan if follow is None else later, (prev, follow), run, scale_starts)
+            if guide is not None:
+                guide.remember(frame, x)
+            prev = x
             outputs.append(run.shown(x))
     return Result(torch.cat(outputs), run.log.as_lists(), scale_starts, [hw for hw, _ in plan])
 
 
-def _frame(job: Job, frame: torch.Tensor, plan, prev, run: RunState, scale_starts: List[int]) -> torch.Tensor:
-    """One frame through its scales; ``prev`` is the previous (input, stylised) frame or None."""
+def _frame(job: Job, frame: torch.Tensor, plan, previous, run: RunState, scale_starts: List[int]) -> torch.Tensor:
+    """One frame through its scales; ``previous`` is (the previous stylised frame, its ``Guide`` onto
+    this one) or (…, None) where the frame starts afresh."""
     x = None
     run.n_scales = len(plan)
     for k, (hw, steps) in enumerate(plan):
         run.scale = k
         c_img = resize(frame, hw)
         temporal = None
-        if prev is not None and job.opts.temporal:
-            x, temporal = _follow(job, prev, c_img, run.frame)
+        if previous[1] is not None:
+            x, temporal = _follow(job, previous, c_img, run.frame)
         if x is None:
             x = job.as_seen(initial_image(job.opts, job.as_seen(c_img), job.styles, run.frame, job.device))
         elif tuple(x.shape[-2:]) != tuple(hw):
@@ -118,16 +125,15 @@ def _frame(job: Job, frame: torch.Tensor, plan, prev, run: RunState, scale_start
     return x
 
 
-def _follow(job: Job, prev, c_img: torch.Tensor, t: int):
+def _follow(job: Job, previous, c_img: torch.Tensor, t: int):
     """The start of a later frame (the previous result moved onto it) and its temporal term."""
-    prev_in, prev_out = prev
-    warped, valid, reliable = follow_previous(prev_in, prev_out, c_img)
+    prev_out, g = previous
     if job.opts.init != "content":
         base = initial_image(job.opts, c_img, job.styles, t, job.device)
     else:   # areas entering the view: the photo in the stylised frame's colours
         base = colorlib.match_color(c_img, prev_out, "linear")
-    x = job.as_seen(warped * valid + base * (1 - valid))
-    return x, (warped.detach(), reliable.detach(), job.weights.temporal)
+    x = job.as_seen(g.warped * g.valid + base * (1 - g.valid))
+    return x, (g.warped.detach(), g.reliable.detach(), job.weights.temporal)
 
 
 def _objective(job: Job, c_img: torch.Tensor, t: int, temporal) -> Objective:
@@ -137,9 +143,9 @@ def _objective(job: Job, c_img: torch.Tensor, t: int, temporal) -> Objective:
     tile = opts.tile_size if is_tiled(opts, hw) else 0
     c_layers = normalised(job.content.layers)
     c_targets = content_features(job.model, job.as_seen(c_img), list(c_layers), job.memory_format, tile)
-    # A style image larger than the scale, or than the tile size, is seen in blocks.
-    terms = style_terms(job.model, job.styles, c_img, t, opts.color, job.memory_format,
-                        opts.tile_size if opts.tile_size > 0 else max(hw), job.stat)
+    # With a tile size, a style image larger than it is seen in blocks too (a pass without a graph
+    # keeps only the tapped layers, so a style image somewhat larger than the output fits untiled).
+    terms = style_terms(job.model, job.styles, c_img, t, opts.color, job.memory_format, opts.tile_size, job.stat)
     photoreal = None
     if w.photoreal > 0:   # built once per scale from the content at that scale
         from .photoreal import laplacian_term

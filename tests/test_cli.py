@@ -130,3 +130,21 @@ def test_separate_runs_of_the_same_command_give_the_same_image(tmp_path):
         outs.append(np.asarray(Image.open(out)).astype(np.int16))
     diffs = [float(np.abs(outs[0] - o).mean()) for o in outs[1:]]
     assert diffs == [0.0, 0.0, 0.0], f"mean difference to the first run (of 255): {diffs}"
+
+
+def test_regions_pair_masks_of_the_photo_with_masks_of_the_painting(tmp_path, small_pair):
+    content, style = small_pair
+    top, bottom = Image.new("L", (80, 60), 0), Image.new("L", (80, 60), 0)
+    top.paste(255, (0, 0, 80, 30))
+    bottom.paste(255, (0, 30, 80, 60))
+    left = Image.new("L", (64, 40), 0)
+    left.paste(255, (0, 0, 32, 40))
+    for name, im in (("top.png", top), ("bottom.png", bottom), ("left.png", left)):
+        im.save(tmp_path / name)
+    out = tmp_path / "out.png"
+    r = cli(content, style, "-o", out, "-s", 48, "--steps", 3, "--start-size", 0, "-q",
+            "--regions", f"{tmp_path / 'top.png'}:{tmp_path / 'left.png'}", f"{tmp_path / 'bottom.png'}:{style}")
+    assert r.returncode == 0, r.stderr
+    assert Image.open(out).size == (48, 36)
+    r = cli(content, style, "-o", tmp_path / "bad.png", "-s", 48, "--steps", 1, "-q", "--regions", "top.png")
+    assert r.returncode == 2 and "CONTENT_MASK:STYLE_MASK" in r.stderr and not (tmp_path / "bad.png").exists()

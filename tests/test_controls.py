@@ -234,3 +234,25 @@ def test_each_style_loss_transfers_the_style(vgg, content96, style96, loss):
                            opts=opts(64, steps=25, style_loss=loss))
     assert out.history["style"][-1] < 0.5 * out.history["style"][0]
     assert style_score(vgg, out.image, style96) < 0.8 * style_score(vgg, c64, style96)
+
+
+def test_a_source_mask_takes_the_style_from_that_region_of_the_painting(vgg, content96):
+    """A style image made of two paintings side by side (Starry Night | The Scream): with the source
+    mask on the left half the result is bluer than with it on the right half, and vice versa for red."""
+    left, right = sample_image("starry_night.jpg", 64)[..., :48, :48], sample_image("the_scream.jpg", 96)[..., :48, :48]
+    both = torch.cat([left, right], -1)
+    half = torch.zeros(48, 96)
+    half[:, :48] = 1
+
+    def run(region):
+        st = nst_core.StyleTarget(both, source_mask=region)
+        return nst_core.stylize(vgg, nst_core.ContentTarget(content96), [st], opts=opts(64, steps=25)).image
+    from_left, from_right = run(half), run(1 - half)
+    blue_minus_red = lambda x: float((x[:, 2] - x[:, 0]).mean())   # noqa: E731
+    assert blue_minus_red(from_left) > blue_minus_red(from_right) + 0.05, (blue_minus_red(from_left), blue_minus_red(from_right))
+
+
+def test_a_source_mask_of_another_shape_is_refused(vgg, content96, style96):
+    with pytest.raises(nst_core.StylizeError, match="style image 1"):
+        nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96, source_mask=torch.ones(10, 40))],
+                         opts=opts(64, steps=1))

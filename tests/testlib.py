@@ -23,8 +23,7 @@ def sample_image(name: str, long_side: int = 96) -> torch.Tensor:
 def style_targets(vgg, styles, content, stat="gram"):
     """The style terms of one scale (the content's size), as ``stylize`` builds them."""
     from nst_core import style_stats, targets
-    return targets.style_terms(vgg, styles, content, 0, "none", None, max(content.shape[-2:]),
-                               style_stats.statistic(stat))
+    return targets.style_terms(vgg, styles, content, 0, "none", None, 0, style_stats.statistic(stat))
 
 
 def gram_targets(vgg, styles, content):

@@ -1,46 +1,39 @@
-"""The README's pictures: sample photos stylised at the command line's defaults, each shown next to
-its inputs (photo | painting | result), one row per pair, plus the style-strength row.
+"""The README's pictures, composed from the quality benchmark's outputs (so the README shows exactly
+what the benchmark scored): photo | painting | result at the defaults, one row per pair, and one
+photo at three style strengths.
 
+    python bench/quality.py --configs default,strength_0.25,strength_0.75
     python tools/readme_images.py            # writes assets/readme/results.jpg and strength.jpg
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from bench.common import run_cli  # noqa: E402
-
-SAMPLES = ROOT / "assets" / "samples"
+IMAGES = ROOT.parent / "shared" / "images"
+RESULTS = ROOT / "bench" / "results" / "quality" / "images"
 OUT = ROOT / "assets" / "readme"
-PAIRS = [("tubingen.jpg", "starry_night.jpg"), ("golden_gate.jpg", "the_scream.jpg"), ("tubingen.jpg", "shipwreck.jpg")]
-STRENGTHS = (0.25, 0.5, 0.75)
+PAIRS = [("tubingen_starry", "tubingen.jpg", "starry_night.jpg"),
+         ("golden_gate_scream", "golden_gate.jpg", "the_scream.jpg"),
+         ("tubingen_shipwreck", "tubingen.jpg", "shipwreck.jpg")]
+STRENGTH_PAIR = "golden_gate_scream"
+STRENGTHS = (("strength_0.25", "style strength 0.25"), ("default", "0.5 (default)"), ("strength_0.75", "0.75"))
 CELL = 360
 
 
-def stylised(content: str, style: str, extra=()) -> Image.Image:
-    out = OUT / "work" / f"{Path(content).stem}_{Path(style).stem}{'_'.join(extra)}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not out.exists():
-        r = run_cli([SAMPLES / content, SAMPLES / style, "-o", out, "-q", *extra])
-        if r["rc"] != 0:
-            raise SystemExit("\n".join(r["tail"]))
-    return Image.open(out).convert("RGB")
-
-
-def fit(im: Image.Image) -> Image.Image:
-    im = im.copy()
-    im.thumbnail((CELL, CELL))
-    return im
+def fit(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        im.thumbnail((CELL, CELL))
+        return im
 
 
 def sheet(rows, labels) -> Image.Image:
     """A grid of cells with a caption under each."""
     font = ImageFont.load_default()
-    cells = [[fit(im) for im in row] for row in rows]
+    cells = [[fit(p) for p in row] for row in rows]
     h_row = max(c.height for row in cells for c in row) + 22
     img = Image.new("RGB", (len(cells[0]) * (CELL + 8) + 8, len(cells) * h_row + 8), "white")
     d = ImageDraw.Draw(img)
@@ -53,13 +46,11 @@ def sheet(rows, labels) -> Image.Image:
 
 
 def main() -> None:
-    rows, labels = [], []
-    for content, style in PAIRS:
-        rows.append([Image.open(SAMPLES / content), Image.open(SAMPLES / style), stylised(content, style)])
-        labels.append([f"photo: {content}", f"painting: {style}", "result (defaults, 512 px)"])
+    rows = [[IMAGES / photo, IMAGES / painting, RESULTS / f"{pair}__default.png"] for pair, photo, painting in PAIRS]
+    labels = [["photo", "painting", "result at the defaults (512 px)"] for _ in PAIRS]
     sheet(rows, labels).save(OUT / "results.jpg", quality=86)
-    row = [stylised("golden_gate.jpg", "starry_night.jpg", ("--style-strength", str(s))) for s in STRENGTHS]
-    sheet([row], [[f"--style-strength {s}" for s in STRENGTHS]]).save(OUT / "strength.jpg", quality=86)
+    row = [RESULTS / f"{STRENGTH_PAIR}__{config}.png" for config, _ in STRENGTHS]
+    sheet([row], [[label for _, label in STRENGTHS]]).save(OUT / "strength.jpg", quality=86)
 
 
 if __name__ == "__main__":
