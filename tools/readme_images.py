@@ -2,7 +2,8 @@
 what the benchmark scored): photo | painting | result at the defaults, one row per pair, and one
 photo at three style strengths.
 
-    python bench/quality.py --configs default,strength_0.25,strength_0.75
+    python bench/quality.py --configs default
+    python bench/quality.py --out bench/results/quality/strength --configs default,strength_0.25,strength_0.75
     python tools/readme_images.py            # writes assets/readme/results.jpg and strength.jpg
 """
 from __future__ import annotations
@@ -14,11 +15,12 @@ from PIL import Image, ImageDraw, ImageFont
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT.parent / "shared" / "images"
 RESULTS = ROOT / "bench" / "results" / "quality" / "images"
+STRENGTH_RESULTS = ROOT / "bench" / "results" / "quality" / "strength" / "images"
 OUT = ROOT / "assets" / "readme"
 PAIRS = [("tubingen_starry", "tubingen.jpg", "starry_night.jpg"),
          ("golden_gate_scream", "golden_gate.jpg", "the_scream.jpg"),
          ("tubingen_shipwreck", "tubingen.jpg", "shipwreck.jpg")]
-STRENGTH_PAIR = "golden_gate_scream"
+STRENGTH_PAIR = "tubingen_starry"
 STRENGTHS = (("strength_0.25", "style strength 0.25"), ("default", "0.5 (default)"), ("strength_0.75", "0.75"))
 CELL = 360
 
@@ -49,7 +51,7 @@ def main() -> None:
     rows = [[IMAGES / photo, IMAGES / painting, RESULTS / f"{pair}__default.png"] for pair, photo, painting in PAIRS]
     labels = [["photo", "painting", "result at the defaults (512 px)"] for _ in PAIRS]
     sheet(rows, labels).save(OUT / "results.jpg", quality=86)
-    row = [RESULTS / f"{STRENGTH_PAIR}__{config}.png" for config, _ in STRENGTHS]
+    row = [STRENGTH_RESULTS / f"{STRENGTH_PAIR}__{config}.png" for config, _ in STRENGTHS]
     sheet([row], [[label for _, label in STRENGTHS]]).save(OUT / "strength.jpg", quality=86)
 
 

@@ -41,10 +41,11 @@ def _assert_clean_and_catches_breakage(report, broken_name):
     assert len(by_name) == len(list(WORKFLOWS.glob("*.json")))
 
 
-def test_workflows_load_clean_in_the_bundled_frontend(comfy_server, tmp_path):
+def test_workflows_load_clean_in_the_bundled_frontend(comfy_server_process, tmp_path):
     broken = _broken_copy(tmp_path)
     paths = [broken, *sorted(WORKFLOWS.glob("*.json"))]
-    report = frontend_check.check_in_browser(comfy_server, paths, CHROMIUM)
+    frontend_check.stage_inputs(paths, comfy_server_process.io.input)
+    report = frontend_check.check_in_browser(comfy_server_process.base_url, paths, CHROMIUM)
     _assert_clean_and_catches_breakage(report, broken.name)
 
 
