@@ -239,7 +239,7 @@ def test_each_style_loss_transfers_the_style(vgg, content96, style96, loss):
 def test_a_source_mask_takes_the_style_from_that_region_of_the_painting(vgg, content96):
     """A style image made of two paintings side by side (Starry Night | The Scream): with the source
     mask on the left half the result is bluer than with it on the right half, and vice versa for red."""
-    left, right = sample_image("starry_night.jpg", 64)[..., :48, :48], sample_image("the_scream.jpg", 96)[..., :48, :48]
+    left, right = sample_image("starry_night.jpg", 96)[..., :48, :48], sample_image("the_scream.jpg", 96)[..., :48, :48]
     both = torch.cat([left, right], -1)
     half = torch.zeros(48, 96)
     half[:, :48] = 1
