@@ -52,11 +52,6 @@ def sum_sq(t: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
                for i in range(0, m.shape[1], step))
 
 
-def relative_mse(x: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """``mean((x - target)²) / mean(target²)``."""
-    return F.mse_loss(x.float(), target.float()) / (target.float().pow(2).mean() + EPS)
-
-
 class _TV(torch.autograd.Function):
     """``mean(dx²) + mean(dy²)`` with a hand-written backward that keeps nothing but the image (an
     input, so no extra memory) and recomputes one difference at a time into one gradient buffer

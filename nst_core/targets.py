@@ -15,7 +15,7 @@ from .image import fit_size, resize
 from .objective import StyleTerm
 from .options import MIN_SIZE, StyleTarget, StylizeError
 from .losses import resize_mask
-from .style_stats import SlicedW, moment_sums
+from .style_stats import SlicedW, expectations, moment_sums
 from .tiling import block_features
 from .vgg import layer_stride
 
@@ -78,8 +78,7 @@ def style_statistics(model, image: torch.Tensor, layers: Sequence[str], memory_f
         if isinstance(stat, SlicedW):
             per_image.append({n: torch.cat(p).sort(0).values.t().contiguous() for n, p in acc.items()})
         else:
-            per_image.append({n: {k: v / t["mass"].clamp_min(1e-8) for k, v in t.items() if k != "mass"}
-                              for n, t in acc.items()})
+            per_image.append({n: expectations(t) for n, t in acc.items()})
     return _mix(per_image, [1.0] * len(per_image), stat)
 
 
