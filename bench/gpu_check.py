@@ -12,7 +12,9 @@ runs out of time is recorded as an error and the next one runs. Each in fp32 (TF
 4. an 8192 px output in tiles, a few iterations (time, peak memory, or the error);
 5. the default command line's wall time (``python -m nst_core tubingen starry_night``);
 6. correctness: the same small fp32 job (TF32 and cuDNN benchmark off) on the CPU and on CUDA;
-7. (``--compile``, on by default) the bare pass compiled with ``torch.compile`` and captured in a
+7. a short real clip (assets/samples/bunny.mp4, read with OpenCV) stylised frame by frame with
+   optical flow: seconds per frame after the first, and a strip of three frames;
+8. (``--compile``, on by default) the bare pass compiled with ``torch.compile`` and captured in a
    CUDA graph at 512 px, against eager.
 
 The content is tubingen cropped to a square, so "S px" is S×S. ``--smoke`` runs the same sections
@@ -38,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 CONTENT = ROOT / "assets" / "samples" / "tubingen.jpg"
 STYLE = ROOT / "assets" / "samples" / "starry_night.jpg"
+CLIP = ROOT / "assets" / "samples" / "bunny.mp4"
 PRECISIONS = ("fp32", "bf16")
 DEEPEST = "relu5_1"   # the deepest layer of the default content and style layers
 GIB = 1024 ** 3
@@ -56,18 +59,20 @@ class Plan:
     tiled: tuple = (8192, 2048, 3)                       # (output px, tile px, iterations per tile)
     check: tuple = (256, 30)                             # correctness: (px, iterations)
     graph_size: int = 512
+    video: tuple = (512, 12)                             # (px, frames)
     cli_args: tuple = ()
     compile: bool = True
     compile_mode: str = "default"
     threads: int = 0                                     # CPU threads of torch (0: its default)
     budget: float = 440.0
     budgets: tuple = (("machine", 15), ("load", 30), ("iteration", 100), ("end_to_end", 35), ("memory", 50),
-                      ("tiled", 60), ("correctness", 35), ("cli", 45), ("compile", 90))
+                      ("tiled", 60), ("correctness", 35), ("cli", 45), ("video", 45),
+                      ("compile", 90))
 
 
 # One thread: on a shared CPU, two threads that wait on each other ran 5-10x slower than one.
 SMOKE = dict(device="cpu", warmup=1, sizes=((64, 2), (96, 2), (128, 2)), e2e=(64, 20), memory_sizes=(96, 128),
-             tiled=(256, 128, 1), check=(64, 10), graph_size=64, compile=False, budget=270.0, threads=1,
+             tiled=(256, 128, 1), check=(64, 10), graph_size=64, video=(64, 3), compile=False, budget=270.0, threads=1,
              cli_args=("--device", "cpu", "-s", "96", "--start-size", "0", "--steps", "5"))
 
 
@@ -395,6 +400,49 @@ def correctness(ctx: Context, rec: dict) -> None:
     log(f"  {short(rec)}")
 
 
+def clip_frames(n: int):
+    """The first ``n`` frames of the bundled clip as ``[n, 3, H, W]`` RGB 0..1 (OpenCV: the GPU
+    machine has no PyAV)."""
+    import cv2
+    import torch
+    cap, frames = cv2.VideoCapture(str(CLIP)), []
+    while len(frames) < n:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        frames.append(torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255)
+    cap.release()
+    if not frames:
+        raise RuntimeError(f"OpenCV read no frame of {CLIP}")
+    return torch.stack(frames)
+
+
+def video(ctx: Context, rec: dict) -> None:
+    import nst_core as nc
+    import torch
+    size, n = ctx.plan.video
+    frames = clip_frames(n)
+    done = []
+
+    def callback(info):
+        if info.frame >= len(done):
+            sync(ctx.device)
+            done.append(time.perf_counter())
+    opts = nc.Options(size=size, precision="auto")
+    result, wall = timed(lambda: nc.stylize(ctx.model, nc.ContentTarget(frames.to(ctx.device)),
+                                            [nc.StyleTarget(ctx.style.to(ctx.device))], nc.LossWeights(), opts,
+                                            callback=callback), ctx.device)
+    # done[i]: the first iteration of frame i, so frames 1 … n-2 lie between done[1] and done[-1]
+    later = (done[-1] - done[1]) / (len(done) - 2) if len(done) > 2 else None
+    rec.update(clip=CLIP.name, frames=len(frames), hw=list(result.image.shape[-2:]), wall_s=wall,
+               first_frame_s=done[1] - done[0] if len(done) > 1 else wall, later_frame_s=later)
+    pick = sorted({0, len(frames) // 2, len(frames) - 1})
+    strip = torch.cat([result.image[i:i + 1].float().cpu() for i in pick], dim=-1)
+    nc.save_image(strip, ctx.out / "video_strip.jpg", overwrite=True)
+    rec["images"] = f"video_strip.jpg: frames {', '.join(str(i) for i in pick)}"
+    log(f"  {short(rec)}")
+
+
 def compiled(ctx: Context, rec: dict) -> None:
     """Eager vs CUDA graph per precision first (cheap), then torch.compile (expensive) per precision."""
     import torch
@@ -424,8 +472,9 @@ def compiled(ctx: Context, rec: dict) -> None:
 
 
 SECTIONS = {"machine": machine, "load": load, "iteration": iterations, "end_to_end": end_to_end, "memory": memory,
-            "tiled": tiled, "correctness": correctness, "cli": default_cli, "compile": compiled}
-NEEDS_MODEL = {"iteration", "end_to_end", "memory", "tiled", "correctness", "compile"}
+            "tiled": tiled, "correctness": correctness, "cli": default_cli, "video": video,
+            "compile": compiled}
+NEEDS_MODEL = {"iteration", "end_to_end", "memory", "tiled", "correctness", "video", "compile"}
 
 
 def _alarm(signum, frame):
@@ -543,6 +592,15 @@ def detail_tables(r: dict) -> list:
     ]
 
 
+def video_line(v: dict) -> str:
+    if "wall_s" not in v:
+        return "## Video\n\nnot run"
+    later = f"{v['later_frame_s']:.2f} s per later frame" if v.get("later_frame_s") else "one frame only"
+    return (f"## Video\n\n{v['clip']}, {v['frames']} frames at {v['hw'][1]}×{v['hw'][0]}, optical flow, default "
+            f"precision: {v['wall_s']:.1f} s in all, first frame {v['first_frame_s']:.2f} s, {later} "
+            f"({v.get('images', '')}).")
+
+
 def report(r: dict) -> str:
     m, load, cli = r.get("machine", {}), r.get("load", {}), r.get("cli", {})
     smoke = "\n\n**Smoke run on the CPU: a rehearsal of the script at tiny sizes, not a measurement.**"
@@ -562,6 +620,7 @@ def report(r: dict) -> str:
         f"## Default command line\n\n`{cli.get('command', '–')}`: "
         + (f"{cli['wall_s']:.1f} s wall (start-up, weights, the run, the PNG) → default.png" if "wall_s" in cli
            else "not run"),
+        video_line(r.get("video", {})),
         "## Errors\n\n" + ("\n".join(errors) if errors else "none"),
     ]) + "\n"
 
