@@ -66,7 +66,7 @@ class Plan:
     threads: int = 0                                     # CPU threads of torch (0: its default)
     budget: float = 440.0
     budgets: tuple = (("machine", 15), ("load", 30), ("iteration", 100), ("end_to_end", 35), ("memory", 50),
-                      ("tiled", 60), ("correctness", 35), ("cli", 45), ("video", 45),
+                      ("tiled", 100), ("default_run", 40), ("correctness", 35), ("cli", 45), ("video", 45),
                       ("compile", 90))
 
 
@@ -351,20 +351,41 @@ def memory(ctx: Context, rec: dict) -> None:
 
 
 def tiled(ctx: Context, rec: dict) -> None:
+    """fp32 with cuDNN's autotuner off first: its trial workspaces count in the peak."""
     import nst_core as nc
     size, tile, steps = ctx.plan.tiled
     rec.update(size=size, tile=tile, steps=steps)
-    for precision in PRECISIONS:
+    for precision, tune in (("fp32", False), ("fp32", True), ("bf16", False)):
         ctx.last_image = None
-        attempt(rec, precision, lambda: peak_run(ctx, options(precision, size, steps, tile_size=tile), size))
-        if ctx.last_image is not None:   # the last precision that worked leaves its previews
+        key = precision + ("_tuned" if tune else "")
+        attempt(rec, key, lambda: peak_run(ctx, options(precision, size, steps, tile_size=tile,
+                                                           cudnn_benchmark=tune), size))
+        release(ctx.device)
+        if ctx.last_image is not None and "images" not in rec:   # the first that worked leaves its previews
             image, ctx.last_image = ctx.last_image, None
             c = min(1024, size)
             y0, x0 = (image.shape[-2] - c) // 2, (image.shape[-1] - c) // 2
             nc.save_image(nc.resize_long(image, min(1024, size)).cpu(), ctx.out / "tiled_preview.jpg", overwrite=True)
             nc.save_image(image[..., y0:y0 + c, x0:x0 + c].cpu(), ctx.out / "tiled_crop.jpg", overwrite=True)
-            rec["images"] = f"{precision}: tiled_preview.jpg (whole, 1024 px), tiled_crop.jpg (centre, full resolution)"
+            rec["images"] = f"{key}: tiled_preview.jpg (whole, 1024 px), tiled_crop.jpg (centre, full resolution)"
             del image
+
+
+def default_run(ctx: Context, rec: dict) -> None:
+    """The default settings on the whole photo (shapes no other section has run), with cuDNN's
+    autotuner off, on for the first time (it tunes every new shape), and on again (tuned)."""
+    import nst_core as nc
+    content = nc.load_image(CONTENT).to(ctx.device)
+    style = ctx.style.to(ctx.device)
+    for key, tune in (("untuned", False), ("tuning", True), ("tuned", True)):
+        opts = nc.Options(size=ctx.plan.e2e[0], cudnn_benchmark=tune)
+
+        def run():
+            result, wall = timed(lambda: nc.stylize(ctx.model, nc.ContentTarget(content), [nc.StyleTarget(style)],
+                                                    nc.LossWeights(), opts), ctx.device)
+            return {"hw": list(result.image.shape[-2:]), "iterations": len(result.history["total"]), "wall_s": wall,
+                    "final_loss": result.history["total"][-1]}
+        attempt(rec, key, run)
 
 
 def default_cli(ctx: Context, rec: dict) -> None:
@@ -472,9 +493,9 @@ def compiled(ctx: Context, rec: dict) -> None:
 
 
 SECTIONS = {"machine": machine, "load": load, "iteration": iterations, "end_to_end": end_to_end, "memory": memory,
-            "tiled": tiled, "correctness": correctness, "cli": default_cli, "video": video,
+            "tiled": tiled, "default_run": default_run, "correctness": correctness, "cli": default_cli, "video": video,
             "compile": compiled}
-NEEDS_MODEL = {"iteration", "end_to_end", "memory", "tiled", "correctness", "video", "compile"}
+NEEDS_MODEL = {"iteration", "end_to_end", "memory", "tiled", "default_run", "correctness", "video", "compile"}
 
 
 def _alarm(signum, frame):
@@ -568,7 +589,7 @@ def detail_tables(r: dict) -> list:
     its = [[e["hw"][1], k.split("_")[0], f"{e['ours_s'] * 1e3:.2f}", f"{e['bare_s'] * 1e3:.2f}", f"{e['ratio']:.3f}",
             e["iters"], e["history"]] for k, e in ok_entries(get("iteration"))]
     tile = r["plan"]["tiled"][1]
-    mem = [[k.split("_")[0] + (f", {tile} px tiles" if name == "tiled" else ""), f"{e['hw'][1]}×{e['hw'][0]}",
+    mem = [[(k.replace("_tuned", ", cuDNN autotuner on") + f", {tile} px tiles" if name == "tiled" else k.split("_")[0]), f"{e['hw'][1]}×{e['hw'][0]}",
             gib(e["peak_bytes"]), gib(e["reserved_bytes"]), gib(e["base_bytes"]), e["history"], e["iterations"],
             f"{e['wall_s']:.2f}"] for name in ("memory", "tiled") for k, e in ok_entries(get(name))]
     c, fast = get("compile"), []
@@ -590,6 +611,14 @@ def detail_tables(r: dict) -> list:
         f"({c.get('compile_mode', 'off')})\n\n"
         + md_table(["precision", "eager ms", "CUDA graph ms (speedup)", "torch.compile ms (speedup)"], fast),
     ]
+
+
+def default_run_table(d: dict) -> str:
+    rows = [[k, f"{e['hw'][1]}×{e['hw'][0]}", e["iterations"], f"{e['wall_s']:.2f}", f"{e['final_loss']:.3g}"]
+            for k, e in ok_entries(d)]
+    return ("## Default settings on the whole photo: cuDNN's autotuner (cudnn.benchmark) off, on while it "
+            "tunes new shapes, on once tuned\n\n"
+            + md_table(["autotuner", "px", "iterations", "wall s", "final loss"], rows))
 
 
 def video_line(v: dict) -> str:
@@ -620,6 +649,7 @@ def report(r: dict) -> str:
         f"## Default command line\n\n`{cli.get('command', '–')}`: "
         + (f"{cli['wall_s']:.1f} s wall (start-up, weights, the run, the PNG) → default.png" if "wall_s" in cli
            else "not run"),
+        default_run_table(r.get("default_run", {})),
         video_line(r.get("video", {})),
         "## Errors\n\n" + ("\n".join(errors) if errors else "none"),
     ]) + "\n"
