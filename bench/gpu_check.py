@@ -443,6 +443,10 @@ def video(ctx: Context, rec: dict) -> None:
     import torch
     size, n = ctx.plan.video
     frames = clip_frames(n)
+    from nst_core import flow as flowlib
+    grey = [flowlib.gray_u8(nc.resize_long(frames[i:i + 1], size)) for i in (0, 1)]
+    for key in ("flow_first_call_s", "flow_again_s"):   # OpenCV's first call may set up OpenCL on a GPU
+        rec[key] = timed(lambda: flowlib.estimate_motion(grey[0], grey[1]), ctx.device)[1]
     done = []
 
     def callback(info):
