@@ -20,9 +20,10 @@ import torch.nn.functional as F
 from . import color as colorlib
 from . import flow as flowlib
 from .image import resize
+from .options import FLOWS
 
-FLOWS = flowlib.FLOW_METHODS + ("shift",)
 CUT_DIFFERENCE = 0.1      # grey-level difference (0..1) above which a followed pixel does not match
+SAME_LOOK = 0.1           # RGB difference (0..1) at which a followed pixel counts as 1/e alike
 
 
 @dataclass
@@ -78,6 +79,12 @@ def _ramp(hw: Sequence[int]) -> int:
     return max(2, max(hw) // 32)
 
 
+def looks_alike(moved_in: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    """``[1, 1, H, W]`` near 1 where the moved previous input looks like this frame, falling to 0 where
+    it changed (light, a new object, a wrong flow): the previous paint does not belong there."""
+    return torch.exp(-((moved_in - frame).abs().mean(1, keepdim=True) / SAME_LOOK) ** 2)
+
+
 def _matched(moved_in: torch.Tensor, frame: torch.Tensor, mask: torch.Tensor) -> float:
     """Fraction of all pixels inside ``mask`` whose moved input looks like this frame's."""
     diff = (colorlib.luminance(moved_in) - colorlib.luminance(frame)).abs()
@@ -93,8 +100,7 @@ def follow_shift(prev_in: torch.Tensor, prev_out: torch.Tensor, frame: torch.Ten
     warped, inside = shift_image(prev_out, dy, dx)
     valid = soft_edges(inside, _ramp(hw))
     moved_in, _ = shift_image(prev_small, dy, dx)
-    same = torch.exp(-((moved_in - frame).abs().mean(1, keepdim=True) / 0.05) ** 2)
-    return Guide(warped, valid, valid * same, _matched(moved_in, frame, inside))
+    return Guide(warped, valid, valid * looks_alike(moved_in, frame), _matched(moved_in, frame, inside))
 
 
 @dataclass
@@ -151,9 +157,10 @@ class FrameGuide:
         if self.method == "shift":
             return follow_shift(image, out, frame)
         warped, m, moved_in = self._warp(gray, image, out, frame)
-        valid = soft_edges(m.inside, _ramp(hw))
+        # Disoccluded or changed pixels start from the photo, not from paint the warp smeared there.
+        valid = soft_edges(m.inside * m.consistent, _ramp(hw)) * looks_alike(moved_in, frame)
         matched = _matched(moved_in, frame, m.inside * m.consistent)
-        return Guide(warped, valid, valid * m.consistent * (1 - m.boundary), matched)
+        return Guide(warped, valid, valid * (1 - m.boundary), matched)
 
     def _warp(self, gray, image, out, frame):
         m = flowlib.estimate_motion(gray, flowlib.gray_u8(frame), self.method)
@@ -165,16 +172,17 @@ class FrameGuide:
         if self.method == "shift":
             return guide
         hw = tuple(frame.shape[-2:])
-        warped, reliable = guide.warped, guide.reliable
+        warped, valid, reliable = guide.warped, guide.valid, guide.reliable
         for back in self.offsets[1:]:
             if back > len(self.past):
                 break
             gray, image, out = self._at(back, hw)
-            w, m, _ = self._warp(gray, image, out, frame)
-            take = (m.reliable * (1 - (reliable > 0).to(reliable.dtype))) * guide.valid
+            w, m, moved_in = self._warp(gray, image, out, frame)
+            take = m.reliable * looks_alike(moved_in, frame) * (reliable <= 0).to(reliable.dtype)
             warped = warped * (1 - take) + w * take
+            valid = torch.maximum(valid, take)
             reliable = reliable + take
-        return Guide(warped, guide.valid, reliable, guide.matched)
+        return Guide(warped, valid, reliable, guide.matched)
 
 
 def follow_previous(prev_in: torch.Tensor, prev_out: torch.Tensor, frame: torch.Tensor, flow: str = "dis",
