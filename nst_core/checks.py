@@ -8,8 +8,8 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .options import (COLOR_MODES, INITS, MIN_SIZE, OPTIMIZERS, PRECISIONS, STYLE_LOSSES, ContentTarget,
-                      LossWeights, Options, StyleTarget, StylizeError)
+from .options import (COLOR_MODES, FLOWS, INITS, MIN_SIZE, OPTIMIZERS, PRECISIONS, STYLE_LOSSES,
+                      ContentTarget, LossWeights, Options, StyleTarget, StylizeError)
 from .vgg import check_layers
 
 
@@ -138,6 +138,9 @@ def check_options(o: Options) -> None:
     if not 0 <= seed < 2 ** 64:
         raise StylizeError(f"seed is {seed}; use a whole number from 0 to 2^64 - 1")
     at_least(o.frame_steps, "frame steps", 0, " (0 gives later frames as many as the last scale)")
+    at_least(o.passes, "passes", 1, " (1: one pass, frame after frame)")
+    at_least(o.long_term, "long-term frames", 0, " (0: the previous frame only)")
+    one_of(o.flow, "flow method", FLOWS)
     one_of(o.optimizer, "optimizer", OPTIMIZERS)
     one_of(o.init, "init", INITS)
     one_of(o.color, "colour mode", COLOR_MODES)

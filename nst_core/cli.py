@@ -63,6 +63,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=0, help="video: stylise only the first N frames (0: all)")
     p.add_argument("--temporal", choices=("on", "off"), default="on" if d.temporal else "off",
                    help="video: follow each frame from the previous one along the optical flow (less flicker)")
+    p.add_argument("--flow", choices=st.FLOWS, default=d.flow,
+                   help="video: how frames follow each other: dis or farneback (OpenCV optical flow), shift (one "
+                        "global shift)")
+    p.add_argument("--long-term", type=int, default=d.long_term,
+                   help="video: k > 1 also follows frames k, 2k and 4k back where the previous one cannot (0: off)")
+    p.add_argument("--passes", type=int, default=d.passes,
+                   help="video: passes over the clip, alternately backwards and forwards (more: steadier, slower)")
+    p.add_argument("--frame-steps", type=int, default=d.frame_steps,
+                   help="video: iterations for each later frame and pass (0: as many as the last scale)")
+    p.add_argument("--temporal-weight", type=float, default=st.LossWeights().temporal,
+                   help="video: how strongly each frame keeps the previous one's paint where the flow is reliable")
     p.add_argument("--fps", type=float, default=0, help="video: output frame rate (0: the clip's; 24 for a folder)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     p.add_argument("-s", "--size", type=int, default=d.size, help="long side of the output in px (0: content size)")
@@ -232,9 +243,11 @@ def _settings(args):
                       optimizer=args.optimizer, lr=args.lr, history_size=args.history_size,
                       init="image" if args.init_image else args.init, seed=args.seed, color=args.color,
                       precision=args.precision, tile_size=args.tile_size, style_loss=args.style_loss,
-                      temporal=args.temporal == "on")
+                      temporal=args.temporal == "on", flow=args.flow, long_term=args.long_term,
+                      passes=args.passes, frame_steps=args.frame_steps)
     weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight,
-                             strength=args.style_strength, photoreal=args.photoreal_weight)
+                             strength=args.style_strength, photoreal=args.photoreal_weight,
+                             temporal=args.temporal_weight)
     blend = args.style_blend_weights or [1.0] * len(args.styles)
     if len(blend) != len(args.styles):
         raise ValueError(f"--style-blend-weights has {len(blend)} values for {len(args.styles)} style images")

@@ -16,6 +16,7 @@ COLOR_MODES = ("none", "luminance", "linear", "histogram")
 OPTIMIZERS = ("lbfgs", "adam")
 STYLE_LOSSES = ("gram", "mean_std", "w2", "sliced_w")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+FLOWS = ("dis", "farneback", "shift")   # frame-to-frame motion: OpenCV's optical flows, or one global shift
 
 
 class StylizeError(ValueError):
@@ -53,7 +54,7 @@ class LossWeights:
     content: float = 10.0          # with style 100: the calibrated balance (bench/calibrate.py)
     style: float = 100.0
     tv: float = 1e-3
-    temporal: float = 200.0
+    temporal: float = 1000.0
     photoreal: float = 0.0          # > 0: photorealism regulariser (matting Laplacian, see photoreal.py)
     strength: float = 0.5           # style strength 0..1 along the content-style trade-off; 0.5 = calibrated
 
@@ -80,6 +81,7 @@ class Options:
     temporal: bool = True           # warm-start + temporal loss across frames
     flow: str = "dis"               # frame-to-frame motion: dis | farneback (optical flow) | shift (one global shift)
     long_term: int = 0              # k > 1: pixels the previous frame cannot follow come from k, 2k, 4k frames back
+    passes: int = 1                 # > 1: more passes over a clip, alternately backwards and forwards (multi-pass)
     scene_cut: float = 0.3          # a frame starts fresh when fewer than this fraction of its pixels follow the last
     precision: str = "auto"         # auto | fp32 | bf16 | fp16 (the VGG pass; see runtime.py)
     channels_last: str = "auto"     # auto | on | off

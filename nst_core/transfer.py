@@ -8,7 +8,9 @@ Deviations from Gatys et al. (one line each):
   lean to the shallow ones (see ``options``), and ``strength`` scales the style weight on a log scale;
 - styles without a mask are blended into one target per layer, weighted by their weights;
 - frames after the first start from the previous stylised frame moved along the input's optical
-  flow (``frames``), with a temporal loss where the flow is reliable; a scene cut starts afresh.
+  flow (``frames``), with a temporal loss where the flow is reliable; a scene cut starts afresh;
+- with ``passes`` > 1, further passes run backwards and forwards over the clip (Ruder et al.'s
+  multi-pass), each frame refined for ``frame_steps`` iterations from a blend with its neighbour.
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from .style_stats import statistic
 from .targets import content_features, normalised, pick_mask, style_terms
 from .tiling import evaluate_tiled
 from .vgg import VGGFeatures
+
+NEIGHBOUR_SHARE = 0.5   # a later pass starts each frame half from its neighbour, half from itself (Ruder's δ)
 
 
 @dataclass
@@ -74,37 +78,67 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     job = Job(runtime_model(model, device, opts), content, styles, weights, opts,
               memory_format_for(device, opts.channels_last), statistic(opts.style_loss), plan)
     later = [(plan[-1][0], opts.frame_steps or plan[-1][1])] if opts.temporal else plan
-    total = sum(n for _, n in plan) + (frames.shape[0] - 1) * sum(n for _, n in later)
-    run = RunState(opts, total, LossLog(total, device), callback, interrupt, n_frames=frames.shape[0])
-    outputs, scale_starts = [], []
-    guide = FrameGuide(opts) if opts.temporal else None
+    n = frames.shape[0]
+    refine = (opts.passes - 1) * n * later[0][1] if opts.temporal and n > 1 else 0
+    total = sum(k for _, k in plan) + (n - 1) * sum(k for _, k in later) + refine
+    run = RunState(opts, total, LossLog(total, device), callback, interrupt, n_frames=n)
+    scale_starts: List[int] = []
     with device_settings(device, opts), torch.enable_grad():
-        prev = None
-        for t in range(frames.shape[0]):
-            frame = frames[t:t + 1]
-            run.frame = t
-            follow = guide.follow(resize(frame, plan[-1][0])) if guide is not None and t > 0 else None
-            if t > 0 and follow is None and guide is not None:   # a scene cut: the whole schedule again
-                run.total += sum(n for _, n in plan) - sum(n for _, n in later)
-            x = _frame(job, frame, plan if follow is None else later, (prev, follow), run, scale_starts)
-            if guide is not None:
-                guide.remember(frame, x)
-            prev = x
-            outputs.append(run.shown(x))
-    return Result(torch.cat(outputs), run.log.as_lists(), scale_starts, [hw for hw, _ in plan])
+        results, shown = _first_pass(job, frames, later, run, scale_starts)
+        for p in range(1, opts.passes if refine else 1):
+            order = range(n - 1, -1, -1) if p % 2 else range(n)
+            _refine_pass(job, frames, later, run, order, (results, shown))
+    return Result(torch.cat(shown), run.log.as_lists(), scale_starts, [hw for hw, _ in plan])
 
 
-def _frame(job: Job, frame: torch.Tensor, plan, previous, run: RunState, scale_starts: List[int]) -> torch.Tensor:
-    """One frame through its scales; ``previous`` is (the previous stylised frame, its ``Guide`` onto
-    this one) or (…, None) where the frame starts afresh."""
-    x = None
+def _first_pass(job: Job, frames: torch.Tensor, later, run: RunState, scale_starts: List[int]):
+    """Every frame in order: the first (and any after a scene cut) through all scales, the others
+    from the previous result moved along the flow. Returns the frames as optimised and as shown."""
+    plan, opts = job.plan, job.opts
+    results, shown = [], []
+    guide = FrameGuide(opts) if opts.temporal else None
+    for t in range(frames.shape[0]):
+        frame = frames[t:t + 1]
+        run.frame = t
+        follow = guide.follow(resize(frame, plan[-1][0])) if guide is not None and t > 0 else None
+        if t > 0 and follow is None and guide is not None:   # a scene cut: the whole schedule again
+            run.total += sum(k for _, k in plan) - sum(k for _, k in later)
+        x = _frame(job, frame, plan if follow is None else later, follow, run, scale_starts)
+        if guide is not None:
+            guide.remember(frame, x)
+        results.append(x)
+        shown.append(run.shown(x))
+    return results, shown
+
+
+def _refine_pass(job: Job, frames: torch.Tensor, later, run: RunState, order, done) -> None:
+    """One more pass over the frames in ``order`` (Ruder et al.'s multi-pass): each frame starts from
+    its last result blended with the neighbour just refined, moved along the flow, so consistency
+    spreads both ways through the clip. Updates ``done`` = (results, shown) in place."""
+    results, shown = done
+    guide = FrameGuide(job.opts)
+    for t in order:
+        frame = frames[t:t + 1]
+        run.frame = t
+        follow = guide.follow(resize(frame, later[0][0])) if guide.past else None
+        x = _frame(job, frame, later, follow, run, [], prior=results[t])
+        guide.remember(frame, x)
+        results[t], shown[t] = x, run.shown(x)
+
+
+def _frame(job: Job, frame: torch.Tensor, plan, follow, run: RunState, scale_starts: List[int],
+           prior: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """One frame through its scales; ``follow`` is the ``Guide`` of the neighbouring stylised frame
+    onto this one, or None where the frame starts afresh; ``prior`` is this frame's result from an
+    earlier pass, to refine."""
+    x = prior
     run.n_scales = len(plan)
     for k, (hw, steps) in enumerate(plan):
         run.scale = k
         c_img = resize(frame, hw)
         temporal = None
-        if previous[1] is not None:
-            x, temporal = _follow(job, previous, c_img, run.frame)
+        if follow is not None:
+            x, temporal = _follow(job, follow, c_img, run.frame, prior)
         if x is None:
             x = job.as_seen(initial_image(job.opts, job.as_seen(c_img), job.styles, run.frame, job.device))
         elif tuple(x.shape[-2:]) != tuple(hw):
@@ -125,13 +159,17 @@ def _frame(job: Job, frame: torch.Tensor, plan, previous, run: RunState, scale_s
     return x
 
 
-def _follow(job: Job, previous, c_img: torch.Tensor, t: int):
-    """The start of a later frame (the previous result moved onto it) and its temporal term."""
-    prev_out, g = previous
+def _follow(job: Job, g, c_img: torch.Tensor, t: int, prior: Optional[torch.Tensor]):
+    """The start of a later frame (the previous result moved onto it, or in a later pass blended
+    with the frame's own last result) and its temporal term."""
+    if prior is not None:
+        valid = g.valid * NEIGHBOUR_SHARE
+        x = job.as_seen(g.warped * valid + prior * (1 - valid))
+        return x, (g.warped.detach(), g.reliable.detach(), job.weights.temporal)
     if job.opts.init != "content":
         base = initial_image(job.opts, c_img, job.styles, t, job.device)
-    else:   # areas entering the view: the photo in the stylised frame's colours
-        base = colorlib.match_color(c_img, prev_out, "linear")
+    else:   # areas entering the view or changed: the photo in the stylised frame's colours
+        base = colorlib.match_color(c_img, g.warped, "linear")
     x = job.as_seen(g.warped * g.valid + base * (1 - g.valid))
     return x, (g.warped.detach(), g.reliable.detach(), job.weights.temporal)
 

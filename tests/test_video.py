@@ -3,6 +3,7 @@ video files in and out, and the CLI on a clip."""
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -68,6 +69,23 @@ def test_disocclusion_is_masked(photo, square):
     assert far.mean() > 0.9, float(far.mean())
 
 
+def test_uncovered_or_changed_pixels_start_from_the_photo(photo, square):
+    """Where the previous frame's paint does not belong (background a moving square uncovers, a patch
+    whose light changed), the frame starts afresh there and no temporal loss pulls it back."""
+    bg = photo[..., 20:84, 20:116]
+    frames = [paste(bg, square, 20, 20), paste(bg, square, 20, 30)]
+    _, gs = guide_run(frames, [f.flip(1) for f in frames])
+    uncovered, far = (Ellipsis, slice(22, 42), slice(22, 28)), (Ellipsis, slice(4, -4), slice(70, -4))
+    assert gs[1].valid[uncovered].mean() < 0.2, float(gs[1].valid[uncovered].mean())
+    assert gs[1].valid[far].mean() > 0.9, float(gs[1].valid[far].mean())
+    lit = bg.clone()
+    lit[..., 10:40, 50:90] = (lit[..., 10:40, 50:90] + 0.3).clamp(max=1)
+    _, gs = guide_run([bg, lit], [bg.flip(1), lit.flip(1)])
+    inside, outside = (Ellipsis, slice(14, 36), slice(54, 86)), (Ellipsis, slice(45, 60), slice(4, 40))
+    assert gs[1].reliable[inside].mean() < 0.2 and gs[1].valid[inside].mean() < 0.2
+    assert gs[1].reliable[outside].mean() > 0.8
+
+
 def test_motion_boundaries_found_where_the_flow_jumps():
     flow = torch.zeros(1, 2, 32, 32)
     flow[:, 0, :, 16:] = 4.0
@@ -128,6 +146,26 @@ def test_follow_previous_keeps_its_contract(photo):
     cut = sample_image("tubingen.jpg", 200)[..., :64, :96]
     warped, valid, reliable = FR.follow_previous(prev, out, cut)
     assert valid.sum() == 0 and reliable.sum() == 0
+
+
+def test_passes_go_back_and_forth_over_the_clip(photo):
+    """passes = 3: forwards, backwards, forwards again, every later pass refining each frame for
+    frame_steps iterations; the progress total counts them all."""
+    frames = torch.cat(crops(photo, [(20, 30), (21, 33), (22, 36)], size=(48, 64)))
+    seen = []
+
+    def on_step(info):
+        seen.append((info.frame, info.total))
+    style = [nst_core.StyleTarget(sample_image("starry_night.jpg", 64))]
+    opts = nst_core.Options(size=64, start_size=0, steps=4, frame_steps=2, passes=3)
+    vgg = nst_core.load_vgg()
+    out = nst_core.stylize(vgg, nst_core.ContentTarget(frames), style, opts=opts, callback=on_step).image
+    order = [f for i, (f, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != f]
+    assert order == [0, 1, 2, 1, 0, 1, 2], order
+    assert len(seen) == 4 + 2 * 2 + 2 * 3 * 2 == seen[-1][1], (len(seen), seen[-1])
+    one = nst_core.stylize(vgg, nst_core.ContentTarget(frames), style, opts=replace(opts, passes=1)).image
+    assert out.shape == one.shape == (3, 3, 48, 64)
+    assert (out - one).abs().mean() > 1e-3, "the later passes changed the frames"
 
 
 def test_unknown_flow_method_refused():
