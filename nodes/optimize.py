@@ -14,7 +14,7 @@ from comfy_api.latest import io
 
 from ..nst_core import checks
 from ..nst_core.image import to_pil
-from ..nst_core.options import (COLOR_MODES, INITS, OPTIMIZERS, PRECISIONS, STYLE_LOSSES, ContentTarget,
+from ..nst_core.options import (COLOR_MODES, FLOWS, INITS, OPTIMIZERS, PRECISIONS, STYLE_LOSSES, ContentTarget,
                                 LossWeights, Options)
 from ..nst_core.runtime import drop_runtime_copy
 from ..nst_core.transfer import stylize
@@ -121,6 +121,18 @@ class Optimize(io.ComfyNode):
                                        "contrast, lighter texture), w2 (mean and covariance, Wasserstein), "
                                        "sliced_w (whole feature distributions: crisp textures; not with "
                                        "tiles)."),
+                io.Combo.Input("flow", options=list(FLOWS), default=d.flow, optional=True,
+                               tooltip="For a batch of frames with temporal on: how each frame follows the "
+                                       "last. dis (OpenCV's DIS optical flow: fast, the default) or farneback "
+                                       "follow every moving thing; shift follows one camera pan only."),
+                io.Int.Input("long_term", default=d.long_term, min=0, max=100, optional=True,
+                             tooltip="For a batch of frames: k > 1 also follows frames k, 2k and 4k back where "
+                                     "the previous frame cannot (things that were hidden for a while keep "
+                                     "their paint). 0: the previous frame only."),
+                io.Int.Input("passes", default=d.passes, min=1, max=20, optional=True,
+                             tooltip="For a batch of frames: more passes over the clip, alternately backwards "
+                                     "and forwards, each refining every frame for frame_steps iterations: "
+                                     "steadier video, each pass adding about a later frame's time per frame."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The stylised image (one per content frame)."),
@@ -141,7 +153,7 @@ class Optimize(io.ComfyNode):
     @classmethod
     def execute(cls, vgg, content, style, init, optimizer, steps, size, start_size, seed, color, temporal,
                 precision, preview_interval, tile_size=0, frame_steps=0, loss=None, init_image=None,
-                style_strength=0.5, style_loss="gram"):
+                style_strength=0.5, style_loss="gram", flow="dis", long_term=0, passes=1):
         if not isinstance(content, ContentTarget):
             raise NeuralStyleError("content: connect the output of a Neural Style: Encode Content node")
         styles = list(style) if isinstance(style, (list, tuple)) else []
@@ -173,7 +185,7 @@ class Optimize(io.ComfyNode):
                 opts = Options(size=int(size), steps=int(steps), start_size=int(start_size), optimizer=optimizer,
                                init=init, seed=int(seed), color=color, temporal=bool(temporal),
                                precision=precision, tile_size=int(tile_size), frame_steps=int(frame_steps),
-                               style_loss=style_loss,
+                               style_loss=style_loss, flow=flow, long_term=int(long_term), passes=int(passes),
                                init_image=None if init_image is None else _to(image_to_core(init_image, "init_image"), device))
                 result = stylize(vgg, c, s, weights, opts, callback=on_step,
                                  interrupt=mm.throw_exception_if_processing_interrupted)
