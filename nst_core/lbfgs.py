@@ -2,7 +2,9 @@
 
 Deviations from ``torch.optim.LBFGS`` (one line each):
 - one gradient evaluation per iteration and a fixed step of 1 (no line search), as in neural-style;
-- curvature pairs with ``sᵀy <= 0`` are neutralised with ``torch.where`` instead of a host-side test;
+- curvature pairs with ``sᵀy <= 0`` are stored as zeros (which do nothing) instead of a host-side test;
+- the step comes from the compact form of the inverse Hessian (Byrd, Nocedal & Schnabel 1994), a few
+  matrix-vector products, not the two-loop recursion's 4m small steps (each a GPU kernel launch);
 - the first step is scaled so the mean pixel change is one 8-bit grey level.
 - the initial inverse Hessian is ``γ·P`` with ``P`` a 1/frequency spectral filter (capped at 64×),
   not ``γ·I``: early steps move low frequencies (layout, colour areas) as fast as pixel noise;
@@ -12,8 +14,6 @@ Deviations from ``torch.optim.LBFGS`` (one line each):
   search: without it the second step, scaled by one pair's curvature, often overshoots far).
 """
 from __future__ import annotations
-
-from typing import List
 
 import math
 
@@ -35,20 +35,16 @@ class LBFGS:
         # history in two [m, n] ring buffers, the previous iterate and gradient, and the work
         # vectors. Nothing full-size is allocated in a step, and nothing made in one evaluation's
         # memory outlives it: on the CPU either would fragment the heap and raise the peak RSS.
-        n = x.numel()
-        self.S = torch.empty((self.m, n), device=x.device)
-        self.Y = torch.empty_like(self.S)
-        self.rho = torch.zeros(self.m, device=x.device)
+        n, dev = x.numel(), x.device
+        self.S = torch.zeros((self.m, n), device=dev)   # empty slots are zero pairs, which do nothing
+        self.Y = torch.zeros_like(self.S)
+        self.prev_x = torch.empty(n, device=dev)
+        self.prev_g = torch.empty(n, device=dev)
+        self.has_prev = False
+        self.pg, self.py, self.d = (torch.empty(n, device=dev) for _ in range(3))
+        self.small = _SmallAlgebra(self.m, dev)
         self.count = 0          # pairs stored (≤ m)
         self.newest = -1        # slot of the newest pair
-        self.prev_x = torch.empty(n, device=x.device)
-        self.prev_g = torch.empty(n, device=x.device)
-        self.has_prev = False
-        self.q, self.d = torch.empty(n, device=x.device), torch.empty(n, device=x.device)
-
-    def _slots(self) -> List[int]:
-        """Slots of the stored pairs, oldest first."""
-        return [(self.newest - i) % self.m for i in range(self.count - 1, -1, -1)]
 
     def step(self, grad: torch.Tensor) -> None:
         """Update ``self.x`` in place, given the gradient at the current ``self.x``."""
@@ -56,32 +52,12 @@ class LBFGS:
         g = grad.detach().flatten().float()
         xf = x.flatten().float()
         if self.has_prev:
-            j = (self.newest + 1) % self.m
-            s, y = self.S[j], self.Y[j]
-            torch.sub(xf, self.prev_x, out=s)
-            torch.sub(g, self.prev_g, out=y)
-            ys = torch.dot(y, s)
-            ok = ys > 1e-10 * torch.dot(y, y).clamp_min(1e-30)
-            self.rho[j] = torch.where(ok, 1.0 / ys.clamp_min(1e-30), torch.zeros_like(ys))
-            self.newest, self.count = j, min(self.count + 1, self.m)
-            # Initial Hessian scale from the newest pair (kept from the last good one otherwise).
-            gamma_new = ys / torch.dot(y, self.P(y, self.d)).clamp_min(1e-30)
-            self.gamma = torch.where(ok, gamma_new, getattr(self, "gamma", gamma_new.new_ones(())))
-        q = torch.neg(g, out=self.q)
+            self._add_pair(xf, g)
         if self.count == 0:
-            d = self.P(q, self.d)
+            d = self.P(g, self.d).neg_()
             d.mul_(self.first_step / d.abs().mean().clamp_min(1e-30))
         else:
-            slots = self._slots()
-            alphas = []
-            for j in reversed(slots):
-                a = self.rho[j] * torch.dot(self.S[j], q)
-                q.addcmul_(self.Y[j], a, value=-1.0)   # q -= a·y in one pass, no temporaries
-                alphas.append(a)
-            d = self.P(q, self.d).mul_(self.gamma)
-            for j, a in zip(slots, reversed(alphas)):
-                b = self.rho[j] * torch.dot(self.Y[j], d)
-                d.addcmul_(self.S[j], a - b)
+            d = self._direction(g)
         if self.max_step_rms:
             # RMS(d) = ‖d‖/√n: shorten the step to max_step_rms where it is longer (no host sync).
             limit = self.max_step_rms * math.sqrt(d.numel())
@@ -92,9 +68,77 @@ class LBFGS:
         with torch.no_grad():
             self.x.add_(d.view_as(self.x).to(self.x.dtype)).clamp_(self.lo, self.hi)
 
+    def _add_pair(self, xf: torch.Tensor, g: torch.Tensor) -> None:
+        """Store (s, y) in the next slot; a pair with ``sᵀy <= 0`` is stored as zeros (no host test)."""
+        j = (self.newest + 1) % self.m
+        s, y = self.S[j], self.Y[j]
+        torch.sub(xf, self.prev_x, out=s)
+        torch.sub(g, self.prev_g, out=y)
+        ys = torch.dot(y, s)
+        ok = ys > 1e-10 * torch.dot(y, y).clamp_min(1e-30)
+        s.mul_(ok)
+        y.mul_(ok)
+        py = self.P(y, self.py)
+        self.small.add(j, self.S @ y, self.Y @ s, self.Y @ py, ok)
+        self.newest, self.count = j, min(self.count + 1, self.m)
+
+    def _direction(self, g: torch.Tensor) -> torch.Tensor:
+        """−H·g with H the L-BFGS inverse Hessian in its compact form (Byrd, Nocedal & Schnabel 1994):
+        a few [m, n] products instead of the two-loop recursion's 4m small vector steps."""
+        pg = self.P(g, self.pg)
+        gamma = self.small.gamma
+        top, bottom = self.small.coefficients(self.S @ g, self.Y @ pg, self.newest)
+        d = torch.mul(pg, gamma, out=self.d)
+        d.addmv_(self.S.t(), top.to(d.dtype))
+        pyb = self.P(self.Y.t() @ bottom.to(d.dtype), self.py)
+        return d.add_(pyb.mul_(gamma)).neg_()
+
     def reset(self) -> None:
+        self.S.zero_()
+        self.Y.zero_()
+        self.small = _SmallAlgebra(self.m, self.S.device)
         self.count, self.newest = 0, -1
         self.has_prev = False
+
+
+class _SmallAlgebra:
+    """The m×m side of the compact form: Sᵀ Y and Yᵀ P Y kept per slot, and the solves with the
+    triangle R of Sᵀ Y in the pairs' age order (a ring-buffer rotation, precomputed per newest slot)."""
+
+    def __init__(self, m: int, device: torch.device):
+        # fp64 for the triangular solves (MPS has no fp64: fp32 there).
+        self.dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.SY = torch.zeros((m, m), device=device, dtype=self.dtype)    # [i, j] = s_iᵀ y_j
+        self.YPY = torch.zeros_like(self.SY)                               # [i, j] = y_iᵀ P y_j
+        self.gamma = torch.ones((), device=device)
+        order = [[(newest + 1 + k) % m for k in range(m)] for newest in range(m)]   # oldest first
+        self.order = torch.tensor(order, device=device)
+        self.back = torch.argsort(self.order, dim=1)
+
+    def add(self, j: int, s_dot_y: torch.Tensor, y_dot_s: torch.Tensor, y_dot_py: torch.Tensor, ok) -> None:
+        """Slot ``j``'s new pair: ``S·y_j``, ``Y·s_j`` and ``Y·P y_j`` (each [m])."""
+        self.SY[:, j] = s_dot_y.to(self.dtype)
+        self.SY[j, :] = y_dot_s.to(self.dtype)
+        self.YPY[:, j] = y_dot_py.to(self.dtype)
+        self.YPY[j, :] = y_dot_py.to(self.dtype)
+        # Initial inverse Hessian scale from the newest good pair (kept from the last good one otherwise).
+        ys, ypy = self.SY[j, j], self.YPY[j, j]
+        self.gamma = torch.where(ok, (ys / ypy.clamp_min(1e-30)).float(), self.gamma)
+
+    def coefficients(self, s_dot_g: torch.Tensor, y_dot_pg: torch.Tensor, newest: int):
+        """(top, bottom) per slot such that H·g = γ P g + S ᵀtop + γ P (Yᵀ bottom)."""
+        idx, back = self.order[newest], self.back[newest]
+        sy = self.SY[idx][:, idx]
+        dg = torch.diagonal(sy)
+        empty = (dg == 0).to(self.dtype)            # zero pairs: a 1 on R's diagonal keeps it invertible
+        R = torch.triu(sy) + torch.diag(empty)
+        gamma = self.gamma.to(self.dtype)
+        a = s_dot_g.to(self.dtype)[idx].unsqueeze(1)
+        b = gamma * y_dot_pg.to(self.dtype)[idx].unsqueeze(1)
+        r_a = torch.linalg.solve_triangular(R, a, upper=True)
+        inner = torch.diag(dg) @ r_a + gamma * (self.YPY[idx][:, idx] @ r_a) - b
+        top = torch.linalg.solve_triangular(R.t(), inner, upper=False)
+        return top[back, 0], -r_a[back, 0]
 
 
 def spectral_preconditioner(shape, cap: float = 64.0):

@@ -81,15 +81,16 @@ def test_banded_pooling_is_torchs_pooling_bit_for_bit(mode):
     assert banded == 6     # 96, 48 and 68 rows in channels_last, both precisions: the split was used
 
 
-def _textbook_direction(g, S, Y):
-    """-H·g by the classic two-loop recursion with H0 = γI (γ from the newest pair)."""
+def _textbook_direction(g, S, Y, P=None):
+    """-H·g by the classic two-loop recursion with H0 = γP (P = I unless given; γ from the newest pair)."""
+    P = P if P is not None else torch.eye(g.numel())
     q = g.clone()
     alphas = []
     for s, y in zip(reversed(S), reversed(Y)):
         a = torch.dot(s, q) / torch.dot(y, s)
         q = q - a * y
         alphas.append(a)
-    r = q * (torch.dot(S[-1], Y[-1]) / torch.dot(Y[-1], Y[-1]))
+    r = (P @ q) * (torch.dot(S[-1], Y[-1]) / torch.dot(Y[-1], P @ Y[-1]))
     for (s, y), a in zip(zip(S, Y), reversed(alphas)):
         b = torch.dot(y, r) / torch.dot(y, s)
         r = r + s * (a - b)
@@ -117,6 +118,30 @@ def test_lbfgs_two_loop_matches_textbook():
         opt.step(g.view_as(x))
         if expected is not None:
             assert torch.allclose(x.flatten() - xf, expected, rtol=1e-4, atol=1e-7)
+        prev = (xf, g)
+
+
+def test_lbfgs_compact_form_with_a_preconditioner_matches_the_two_loop():
+    """With the initial inverse Hessian γP (P symmetric positive definite, here a random one) the
+    compact form gives the two-loop recursion's step, over a ring of pairs that wraps twice."""
+    torch.manual_seed(5)
+    n = 48
+    A = torch.randn(n, n)
+    A = A @ A.T / n + torch.eye(n)
+    B = torch.randn(n, n)
+    P = B @ B.T / n + 0.1 * torch.eye(n)
+    x = (0.5 + 0.01 * torch.randn(n)).view(1, 1, 6, 8)
+    opt = LBFGS(x, history_size=3, lo=-1e9, hi=1e9, max_step_rms=0,
+                precondition=lambda v, out: out.copy_(P @ v))
+    S, Y, prev = [], [], None
+    for k in range(9):
+        xf = x.flatten().clone()
+        g = A @ (xf - 0.3)
+        if prev is not None:
+            S, Y = (S + [xf - prev[0]])[-3:], (Y + [g - prev[1]])[-3:]
+        opt.step(g.view_as(x))
+        if S:
+            assert torch.allclose(x.flatten() - xf, _textbook_direction(g, S, Y, P), rtol=1e-4, atol=1e-6), k
         prev = (xf, g)
 
 
