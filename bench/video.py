@@ -210,7 +210,7 @@ def write_report(path: Path, rows, args, info) -> None:
                        for m in ("dis", "dis_p2") if m in v)
     path.write_text(f"""# Video flicker: independent frames, global shift, optical flow
 
-`python bench/video.py --frames {args.frames} --size {args.size} --steps {args.steps} --frame-steps {args.frame_steps}`
+`python bench/video.py --frames {args.frames} --size {args.size} --steps {args.steps}{f" --frame-steps {args.frame_steps}" if args.steps else ""}`
 
 Style: {Path(args.style).name}. Each clip: {args.frames} consecutive frames, long side {args.size} px. {schedule(args)}
 dis_p2 adds a second pass backwards over the clip (each frame again as many iterations as a later frame).
