@@ -5,8 +5,6 @@ import torch
 
 import nst_core
 from nst_core import style_stats, tiling, transfer as T
-from nst_core.losses import tv_loss, TV_SCALE
-from nst_core.vgg import layer_stride
 
 
 def _objective(vgg, content, style, stat="gram", masked=False, memory_format=None, color="none"):

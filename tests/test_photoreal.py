@@ -7,7 +7,7 @@ from testlib import sample_image
 
 import nst_core
 from nst_core import cli, photoreal
-from nst_core.photoreal import Laplacian, PhotorealError, laplacian_term, matting_laplacian, smooth
+from nst_core.photoreal import PhotorealError, laplacian_term, matting_laplacian, smooth
 
 
 def dense_laplacian(image: torch.Tensor, eps: float) -> torch.Tensor:

@@ -1,6 +1,4 @@
 """Style statistics against closed forms, and their moment gradients against autograd."""
-import math
-
 import pytest
 import torch
 

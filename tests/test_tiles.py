@@ -1,6 +1,5 @@
 """Tiled evaluation: the network in blocks, the optimiser on the whole image, the untiled result."""
 import pytest
-import torch
 
 import nst_core
 from nst_core import memory, style_stats, targets, tiling
