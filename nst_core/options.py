@@ -86,7 +86,7 @@ class Options:
     precision: str = "auto"         # auto | fp32 | bf16 | fp16 (the VGG pass; see runtime.py)
     channels_last: str = "auto"     # auto | on | off
     tile_size: int = 0              # > 0: the VGG pass of larger scales runs in tiles of this size
-    cudnn_benchmark: bool = True
+    cudnn_benchmark: Optional[bool] = None   # cuDNN autotuner; None: as the host has it (it costs seconds per new size)
     tf32: bool = True
 
 

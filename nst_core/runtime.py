@@ -12,12 +12,14 @@ from .vgg import VGGFeatures
 
 @contextlib.contextmanager
 def device_settings(device: torch.device, opts: Options):
-    """cuDNN benchmark and TF32 on CUDA for the duration of a run (restored afterwards)."""
+    """cuDNN's autotuner (when the options say; else the host's choice) and TF32 on CUDA for the
+    duration of a run (restored afterwards)."""
     if device.type != "cuda":
         yield
         return
     old = (torch.backends.cudnn.benchmark, torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    torch.backends.cudnn.benchmark = opts.cudnn_benchmark
+    if opts.cudnn_benchmark is not None:
+        torch.backends.cudnn.benchmark = opts.cudnn_benchmark
     torch.backends.cuda.matmul.allow_tf32 = opts.tf32
     torch.backends.cudnn.allow_tf32 = opts.tf32
     try:
