@@ -106,8 +106,7 @@ class _SmallAlgebra:
     triangle R of Sᵀ Y in the pairs' age order (a ring-buffer rotation, precomputed per newest slot)."""
 
     def __init__(self, m: int, device: torch.device):
-        # fp64 for the triangular solves (MPS has no fp64: fp32 there).
-        self.dtype = torch.float32 if device.type == "mps" else torch.float64
+        self.dtype = torch.float32   # as the whole loop: MPS has no float64
         self.SY = torch.zeros((m, m), device=device, dtype=self.dtype)    # [i, j] = s_iᵀ y_j
         self.YPY = torch.zeros_like(self.SY)                               # [i, j] = y_iᵀ P y_j
         self.gamma = torch.ones((), device=device)
