@@ -138,6 +138,8 @@ class Objective:
 
     def style_from_sums(self, sums) -> Tuple[torch.Tensor, Dict[tuple, Dict[str, torch.Tensor]]]:
         """The style term from the whole image's moment sums, and its gradient per sum."""
+        if hasattr(self.stat, "distance_and_gradient"):
+            return self._style_closed_form(sums)
         leaves = {key: {k: v.detach().requires_grad_(True) for k, v in s.items() if k != "mass"}
                   for key, s in sums.items()}
         total = torch.zeros((), device=next(iter(sums.values()))["mass"].device) if sums else torch.zeros(())
@@ -152,6 +154,17 @@ class Objective:
         it = iter(grads)
         dsums = {key: {k: next(it) for k in leaf} for key, leaf in leaves.items()}
         return style.detach(), dsums
+
+    def _style_closed_form(self, sums):
+        """:meth:`style_from_sums` for a statistic whose gradient has a closed form."""
+        total, dsums = None, {}
+        for (i, n), s in sums.items():
+            term = self.styles[i]
+            scale = self.style_weight * term.strength * term.layers[n]
+            value, grads = self.stat.distance_and_gradient(s, self.views[(i, n)][1], term.targets[n])
+            total = value * scale if total is None else total + value * scale
+            dsums[(i, n)] = {k: g.mul_(scale) for k, g in grads.items()}
+        return (total if total is not None else torch.zeros(())), dsums
 
     def sliced_style(self, feats, block: Block) -> Tuple[torch.Tensor, Dict[tuple, torch.Tensor]]:
         """The sliced Wasserstein style term of a whole image and its gradient per view."""
