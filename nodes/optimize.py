@@ -125,14 +125,15 @@ class Optimize(io.ComfyNode):
                                tooltip="For a batch of frames with temporal on: how each frame follows the "
                                        "last. dis (OpenCV's DIS optical flow: fast, the default) or farneback "
                                        "follow every moving thing; shift follows one camera pan only."),
-                io.Int.Input("long_term", default=d.long_term, min=0, max=100, optional=True,
-                             tooltip="For a batch of frames: k > 1 also follows frames k, 2k and 4k back where "
-                                     "the previous frame cannot (things that were hidden for a while keep "
-                                     "their paint). 0: the previous frame only."),
+                io.Int.Input("long_term", default=d.long_term, min=0, max=25, optional=True,
+                             tooltip="For a batch of frames with temporal on: k > 1 also follows frames k, 2k "
+                                     "and 4k back where the previous frame cannot (things that were hidden "
+                                     "for a while keep their paint). 0: the previous frame only."),
                 io.Int.Input("passes", default=d.passes, min=1, max=20, optional=True,
-                             tooltip="For a batch of frames: more passes over the clip, alternately backwards "
-                                     "and forwards, each refining every frame for frame_steps iterations: "
-                                     "steadier video, each pass adding about a later frame's time per frame."),
+                             tooltip="For a batch of frames with temporal on: more passes over the clip, "
+                                     "alternately backwards and forwards, each refining every frame for "
+                                     "frame_steps iterations: steadier video, each pass adding about a later "
+                                     "frame's time per frame."),
             ],
             outputs=[
                 io.Image.Output(display_name="image", tooltip="The stylised image (one per content frame)."),
@@ -185,7 +186,8 @@ class Optimize(io.ComfyNode):
                 opts = Options(size=int(size), steps=int(steps), start_size=int(start_size), optimizer=optimizer,
                                init=init, seed=int(seed), color=color, temporal=bool(temporal),
                                precision=precision, tile_size=int(tile_size), frame_steps=int(frame_steps),
-                               style_loss=style_loss, flow=flow, long_term=int(long_term), passes=int(passes),
+                               style_loss=style_loss, flow=flow, long_term=int(long_term),
+                               passes=int(passes),
                                init_image=None if init_image is None else _to(image_to_core(init_image, "init_image"), device))
                 result = stylize(vgg, c, s, weights, opts, callback=on_step,
                                  interrupt=mm.throw_exception_if_processing_interrupted)

@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--long-term", type=int, default=d.long_term,
                    help="video: k > 1 also follows frames k, 2k and 4k back where the previous one cannot (0: off)")
     p.add_argument("--passes", type=int, default=d.passes,
-                   help="video: passes over the clip, alternately backwards and forwards (more: steadier, slower)")
+                   help="video with --temporal on: passes over the clip, alternately backwards and forwards "
+                        "(more: steadier, slower)")
     p.add_argument("--frame-steps", type=int, default=d.frame_steps,
                    help="video: iterations for each later frame and pass (0: as many as the last scale)")
     p.add_argument("--temporal-weight", type=float, default=st.LossWeights().temporal,

@@ -178,7 +178,8 @@ class FrameGuide:
                 break
             gray, image, out = self._at(back, hw)
             w, m, moved_in = self._warp(gray, image, out, frame)
-            take = m.reliable * looks_alike(moved_in, frame) * (reliable <= 0).to(reliable.dtype)
+            # Soft: what the nearer frames leave uncertain (ramps, faint matches) is filled too.
+            take = m.reliable * looks_alike(moved_in, frame) * (1 - reliable).clamp(0, 1)
             warped = warped * (1 - take) + w * take
             valid = torch.maximum(valid, take)
             reliable = reliable + take

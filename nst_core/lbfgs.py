@@ -90,28 +90,21 @@ class LBFGS:
         top, bottom = self.small.coefficients(self.S @ g, self.Y @ pg, self.newest)
         d = torch.mul(pg, gamma, out=self.d)
         d.addmv_(self.S.t(), top.to(d.dtype))
-        pyb = self.P(self.Y.t() @ bottom.to(d.dtype), self.py)
-        return d.add_(pyb.mul_(gamma)).neg_()
-
-    def reset(self) -> None:
-        self.S.zero_()
-        self.Y.zero_()
-        self.small = _SmallAlgebra(self.m, self.S.device)
-        self.count, self.newest = 0, -1
-        self.has_prev = False
-
+        yb = torch.mv(self.Y.t(), bottom.to(d.dtype), out=self.py)
+        return d.add_(self.P(yb, self.py).mul_(gamma)).neg_()
 
 class _SmallAlgebra:
     """The m×m side of the compact form: Sᵀ Y and Yᵀ P Y kept per slot, and the solves with the
     triangle R of Sᵀ Y in the pairs' age order (a ring-buffer rotation, precomputed per newest slot)."""
 
     def __init__(self, m: int, device: torch.device):
-        self.dtype = torch.float32   # as the whole loop: MPS has no float64
+        # float64 on CUDA keeps TF32 out of these small solves; float32 elsewhere (MPS has no float64).
+        self.dtype = torch.float64 if device.type == "cuda" else torch.float32
         self.SY = torch.zeros((m, m), device=device, dtype=self.dtype)    # [i, j] = s_iᵀ y_j
         self.YPY = torch.zeros_like(self.SY)                               # [i, j] = y_iᵀ P y_j
         self.gamma = torch.ones((), device=device)
-        order = [[(newest + 1 + k) % m for k in range(m)] for newest in range(m)]   # oldest first
-        self.order = torch.tensor(order, device=device)
+        ages = torch.arange(m, device=device)   # made on the device: no host copy, no sync
+        self.order = (ages.view(-1, 1) + 1 + ages.view(1, -1)) % m   # [newest] -> slots, oldest first
         self.back = torch.argsort(self.order, dim=1)
 
     def add(self, j: int, s_dot_y: torch.Tensor, y_dot_s: torch.Tensor, y_dot_py: torch.Tensor, ok) -> None:
@@ -135,7 +128,7 @@ class _SmallAlgebra:
         a = s_dot_g.to(self.dtype)[idx].unsqueeze(1)
         b = gamma * y_dot_pg.to(self.dtype)[idx].unsqueeze(1)
         r_a = torch.linalg.solve_triangular(R, a, upper=True)
-        inner = torch.diag(dg) @ r_a + gamma * (self.YPY[idx][:, idx] @ r_a) - b
+        inner = dg.unsqueeze(1) * r_a + gamma * torch.mv(self.YPY[idx][:, idx], r_a[:, 0]).unsqueeze(1) - b
         top = torch.linalg.solve_triangular(R.t(), inner, upper=False)
         return top[back, 0], -r_a[back, 0]
 

@@ -84,16 +84,17 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     run = RunState(opts, total, LossLog(total, device), callback, interrupt, n_frames=n)
     scale_starts: List[int] = []
     with device_settings(device, opts), torch.enable_grad():
-        results, shown = _first_pass(job, frames, later, run, scale_starts)
+        results, shown = _first_pass(job, frames, later, run, scale_starts, keep=refine > 0)
         for p in range(1, opts.passes if refine else 1):
             order = range(n - 1, -1, -1) if p % 2 else range(n)
             _refine_pass(job, frames, later, run, order, (results, shown))
     return Result(torch.cat(shown), run.log.as_lists(), scale_starts, [hw for hw, _ in plan])
 
 
-def _first_pass(job: Job, frames: torch.Tensor, later, run: RunState, scale_starts: List[int]):
+def _first_pass(job: Job, frames: torch.Tensor, later, run: RunState, scale_starts: List[int], keep: bool):
     """Every frame in order: the first (and any after a scene cut) through all scales, the others
-    from the previous result moved along the flow. Returns the frames as optimised and as shown."""
+    from the previous result moved along the flow. Returns the frames as optimised (kept only for
+    later passes: a long clip would hold every frame twice) and as shown."""
     plan, opts = job.plan, job.opts
     results, shown = [], []
     guide = FrameGuide(opts) if opts.temporal else None
@@ -106,7 +107,7 @@ def _first_pass(job: Job, frames: torch.Tensor, later, run: RunState, scale_star
         x = _frame(job, frame, plan if follow is None else later, follow, run, scale_starts)
         if guide is not None:
             guide.remember(frame, x)
-        results.append(x)
+        results.append(x if keep else None)
         shown.append(run.shown(x))
     return results, shown
 

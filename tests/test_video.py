@@ -133,6 +133,21 @@ def test_long_term_fills_what_the_previous_frame_hid(photo, square):
     assert long[1].reliable.mean() == pytest.approx(short[1].reliable.mean()), "nothing older to follow yet"
 
 
+def test_long_term_restores_what_a_passing_change_of_light_hid(photo):
+    """A patch lit for one frame only: in the next frame its pixels look unlike the previous frame's
+    (no trust there, even faintly) but like the frame before, which long-term following takes."""
+    bg = photo[..., 20:84, 20:116]
+    lit = bg.clone()
+    lit[..., 10:40, 50:90] = (lit[..., 10:40, 50:90] + 0.15).clamp(max=1)
+    outs = [torch.rand_like(bg) for _ in range(3)]
+    patch = (Ellipsis, slice(12, 38), slice(52, 88))
+    _, short = guide_run([bg, lit, bg], outs)
+    _, long = guide_run([bg, lit, bg], outs, long_term=2)
+    assert short[2].reliable[patch].mean() < 0.5, float(short[2].reliable[patch].mean())
+    assert long[2].reliable[patch].min() > 0.9, float(long[2].reliable[patch].min())
+    assert (long[2].warped - outs[0])[patch].abs().mean() < 0.05
+
+
 def test_follow_previous_keeps_its_contract(photo):
     prev, cur = crops(photo, [(20, 30), (20, 33)])
     out = prev.flip(1)
