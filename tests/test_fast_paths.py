@@ -181,3 +181,24 @@ def test_auto_settings_resolve_per_device(vgg):
     assert runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp32")) is vgg
     with pytest.raises(nst_core.StylizeError, match="precision"):
         runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp8"))
+
+
+@pytest.mark.parametrize("host", [False, True])
+def test_cuda_settings_leave_the_host_autotuner_alone_and_restore_every_flag(host):
+    """A run on CUDA leaves cuDNN's autotuner as the host set it (ComfyUI: --fast autotune) unless
+    the options say otherwise, and every flag it sets is put back afterwards. Only flags are
+    touched, so this runs without a GPU."""
+    from nst_core.runtime import device_settings
+    flags = torch.backends.cudnn
+    saved = (flags.benchmark, torch.backends.cuda.matmul.allow_tf32, flags.allow_tf32)
+    cuda = torch.device("cuda")
+    try:
+        flags.benchmark, torch.backends.cuda.matmul.allow_tf32, flags.allow_tf32 = host, False, False
+        with device_settings(cuda, nst_core.Options()):
+            assert flags.benchmark is host
+            assert torch.backends.cuda.matmul.allow_tf32 and flags.allow_tf32
+        with device_settings(cuda, nst_core.Options(cudnn_benchmark=not host, tf32=False)):
+            assert flags.benchmark is (not host)
+        assert (flags.benchmark, torch.backends.cuda.matmul.allow_tf32, flags.allow_tf32) == (host, False, False)
+    finally:
+        flags.benchmark, torch.backends.cuda.matmul.allow_tf32, flags.allow_tf32 = saved
