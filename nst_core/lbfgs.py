@@ -43,8 +43,7 @@ class LBFGS:
         self.has_prev = False
         self.pg, self.py, self.d = (torch.empty(n, device=dev) for _ in range(3))
         self.small = _SmallAlgebra(self.m, dev)
-        self.count = 0          # pairs stored (≤ m)
-        self.newest = -1        # slot of the newest pair
+        self.newest = -1        # slot of the newest pair; -1 until the first pair is stored
 
     def step(self, grad: torch.Tensor) -> None:
         """Update ``self.x`` in place, given the gradient at the current ``self.x``."""
@@ -53,7 +52,7 @@ class LBFGS:
         xf = x.flatten().float()
         if self.has_prev:
             self._add_pair(xf, g)
-        if self.count == 0:
+        if self.newest < 0:
             d = self.P(g, self.d).neg_()
             d.mul_(self.first_step / d.abs().mean().clamp_min(1e-30))
         else:
@@ -80,7 +79,7 @@ class LBFGS:
         y.mul_(ok)
         py = self.P(y, self.py)
         self.small.add(j, self.S @ y, self.Y @ s, self.Y @ py, ok)
-        self.newest, self.count = j, min(self.count + 1, self.m)
+        self.newest = j
 
     def _direction(self, g: torch.Tensor) -> torch.Tensor:
         """−H·g with H the L-BFGS inverse Hessian in its compact form (Byrd, Nocedal & Schnabel 1994):
@@ -92,6 +91,7 @@ class LBFGS:
         d.addmv_(self.S.t(), top.to(d.dtype))
         yb = torch.mv(self.Y.t(), bottom.to(d.dtype), out=self.py)
         return d.add_(self.P(yb, self.py).mul_(gamma)).neg_()
+
 
 class _SmallAlgebra:
     """The m×m side of the compact form: Sᵀ Y and Yᵀ P Y kept per slot, and the solves with the

@@ -164,14 +164,12 @@ def _follow(job: Job, g, c_img: torch.Tensor, t: int, prior: Optional[torch.Tens
     """The start of a later frame (the previous result moved onto it, or in a later pass blended
     with the frame's own last result) and its temporal term."""
     if prior is not None:
-        valid = g.valid * NEIGHBOUR_SHARE
-        x = job.as_seen(g.warped * valid + prior * (1 - valid))
-        return x, (g.warped.detach(), g.reliable.detach(), job.weights.temporal)
-    if job.opts.init != "content":
-        base = initial_image(job.opts, c_img, job.styles, t, job.device)
+        share, base = g.valid * NEIGHBOUR_SHARE, prior
+    elif job.opts.init != "content":
+        share, base = g.valid, initial_image(job.opts, c_img, job.styles, t, job.device)
     else:   # areas entering the view or changed: the photo in the stylised frame's colours
-        base = colorlib.match_color(c_img, g.warped, "linear")
-    x = job.as_seen(g.warped * g.valid + base * (1 - g.valid))
+        share, base = g.valid, colorlib.match_color(c_img, g.warped, "linear")
+    x = job.as_seen(g.warped * share + base * (1 - share))
     return x, (g.warped.detach(), g.reliable.detach(), job.weights.temporal)
 
 
