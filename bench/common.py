@@ -1,5 +1,5 @@
 """What the benchmarks share: the machine they ran on, a command line run with its peak memory,
-a markdown table."""
+a markdown table, a video clip read with OpenCV."""
 from __future__ import annotations
 
 import os
@@ -61,3 +61,23 @@ def md_table(header: Sequence[str], rows: List[Sequence[object]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def opencv_clip(path: Path, first: int, n: int, size: int = 0):
+    """Frames ``first`` … ``first + n - 1`` of a video as ``[n, 3, H, W]`` RGB 0..1 (long side ``size``
+    px; 0: as they are) and its frame rate, read with OpenCV: the bare GPU machine has no PyAV."""
+    import cv2
+    import torch
+    import nst_core
+    cap, frames = cv2.VideoCapture(str(path)), []
+    fps = cap.get(cv2.CAP_PROP_FPS) or 24.0
+    while len(frames) < first + n:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float().div(255)[None]
+        frames.append(nst_core.resize_long(rgb, size) if size else rgb)
+    cap.release()
+    if len(frames) <= first:
+        raise RuntimeError(f"OpenCV read {len(frames)} frames of {path}; frame {first + 1} on were asked for")
+    return torch.cat(frames[first:first + n]), float(fps)

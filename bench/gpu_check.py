@@ -427,28 +427,12 @@ def correctness(ctx: Context, rec: dict) -> None:
     log(f"  {short(rec)}")
 
 
-def clip_frames(n: int):
-    """The first ``n`` frames of the bundled clip as ``[n, 3, H, W]`` RGB 0..1 (OpenCV: the GPU
-    machine has no PyAV)."""
-    import cv2
-    import torch
-    cap, frames = cv2.VideoCapture(str(CLIP)), []
-    while len(frames) < n:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        frames.append(torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float() / 255)
-    cap.release()
-    if not frames:
-        raise RuntimeError(f"OpenCV read no frame of {CLIP}")
-    return torch.stack(frames)
-
-
 def video(ctx: Context, rec: dict) -> None:
     import nst_core as nc
     import torch
     size, n = ctx.plan.video
-    frames = clip_frames(n)
+    from common import opencv_clip   # bench/ is this script's folder, first on sys.path
+    frames, _ = opencv_clip(CLIP, 0, n)
     from nst_core import flow as flowlib
     grey = [flowlib.gray_u8(nc.resize_long(frames[i:i + 1], size)) for i in (0, 1)]
     for key in ("flow_first_call_s", "flow_again_s"):   # OpenCV's first call may set up OpenCL on a GPU

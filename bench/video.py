@@ -56,23 +56,9 @@ def load_clip(path: Path, first: int, n: int, size: int):
     """Frames ``first`` … ``first + n - 1`` at ``size`` px and the clip's frame rate. PyAV reads it
     as the pack does; without PyAV (the bare GPU machine) OpenCV does."""
     if importlib.util.find_spec("av") is None:
-        return _opencv_clip(path, first, n, size)
+        return common.opencv_clip(path, first, n, size)
     clip = videolib.read_clip(path, first + n, size)
     return clip.frames[first:first + n], float(clip.fps)
-
-
-def _opencv_clip(path: Path, first: int, n: int, size: int):
-    import cv2
-    cap, frames = cv2.VideoCapture(str(path)), []
-    fps = cap.get(cv2.CAP_PROP_FPS) or 24.0
-    while len(frames) < first + n:
-        ok, bgr = cap.read()
-        if not ok:
-            break
-        rgb = torch.from_numpy(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)).permute(2, 0, 1).float().div(255)
-        frames.append(nst_core.resize_long(rgb[None], size))
-    cap.release()
-    return torch.cat(frames[first:first + n]), float(fps)
 
 
 def flicker(outputs: torch.Tensor, inputs: torch.Tensor) -> float:
