@@ -179,8 +179,11 @@ def main(argv=None) -> int:
 
 def schedule(args) -> str:
     if not args.steps:
-        return ("The default schedule: the first frame (and every frame of the independent run) coarse to "
-                "fine, 175 L-BFGS iterations; every later frame 25 at full size when it follows the last.")
+        from nst_core.schedule import plan_scales
+        plan = plan_scales((args.size, args.size), nst_core.Options(size=args.size))
+        return (f"The default schedule: the first frame (and every frame of the independent run) over "
+                f"{len(plan)} scale(s), {sum(n for _, n in plan)} L-BFGS iterations; every later frame "
+                f"{plan[-1][1]} at full size when it follows the last.")
     return (f"One scale: the first frame (and every frame of the independent run) gets {args.steps} L-BFGS "
             f"iterations, every later frame {args.frame_steps} when it follows the last.")
 
