@@ -433,7 +433,7 @@ def video(ctx: Context, rec: dict) -> None:
     size, n = ctx.plan.video
     from common import opencv_clip   # bench/ is this script's folder, first on sys.path
     frames, _ = opencv_clip(CLIP, 0, n)
-    from nst_core import flow as flowlib
+    from nst_core.video import flow as flowlib
     grey = [flowlib.gray_u8(nc.resize_long(frames[i:i + 1], size)) for i in (0, 1)]
     for key in ("flow_first_call_s", "flow_again_s"):   # OpenCV's first call may set up OpenCL on a GPU
         rec[key] = timed(lambda: flowlib.estimate_motion(grey[0], grey[1]), ctx.device)[1]

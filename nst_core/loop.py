@@ -6,7 +6,7 @@ until a callback reads them.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -53,24 +53,24 @@ class RunState:
     n_frames: int = 1
     scale: int = 0
     n_scales: int = 1
-    color_source: Optional[torch.Tensor] = field(default=None, repr=False)   # luminance mode: the photo
 
-    def shown(self, x: torch.Tensor) -> torch.Tensor:
-        """The image as a user sees it (the photo's colours put back in luminance mode)."""
+    def shown(self, x: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+        """The image as a user sees it: in luminance mode with the colours of ``photo`` (the content
+        at this scale) put back."""
         img = x.detach()
-        if self.opts.color == "luminance" and self.color_source is not None:
-            return colorlib.combine_luminance(img, self.color_source)
+        if self.opts.color == "luminance":
+            return colorlib.combine_luminance(img, photo)
         return img.clone()
 
-    def report(self, x: torch.Tensor, terms: Dict[str, torch.Tensor]) -> None:
+    def report(self, x: torch.Tensor, terms: Dict[str, torch.Tensor], photo: torch.Tensor) -> None:
         self.iteration += 1
         self.log.add(terms)
         if self.callback is None:
             return
         info = StepInfo(self.iteration, self.total, self.scale, self.n_scales, tuple(x.shape[-2:]), self.frame,
-                        self.n_frames, dict(terms), lambda: self.shown(x))
+                        self.n_frames, dict(terms), lambda: self.shown(x, photo))
         if self.callback(info):
-            raise Interrupted(self.shown(x))
+            raise Interrupted(self.shown(x, photo))
 
 
 def default_history(numel: int, device: torch.device) -> int:
@@ -84,8 +84,9 @@ def default_history(numel: int, device: torch.device) -> int:
 
 
 def optimise(evaluate: Callable[[torch.Tensor], Tuple[torch.Tensor, Dict[str, torch.Tensor]]],
-             x: torch.Tensor, steps: int, run: RunState) -> torch.Tensor:
-    """``steps`` iterations from ``x``; ``evaluate(x)`` gives ``(gradient, loss terms)``."""
+             x: torch.Tensor, steps: int, run: RunState, photo: torch.Tensor) -> torch.Tensor:
+    """``steps`` iterations from ``x``; ``evaluate(x)`` gives ``(gradient, loss terms)``; ``photo``
+    is the content at this scale (for what the callback shows)."""
     x = x.detach().clone()
     opts = run.opts
     if opts.optimizer == "lbfgs":
@@ -106,5 +107,5 @@ def optimise(evaluate: Callable[[torch.Tensor], Tuple[torch.Tensor, Dict[str, to
             with torch.no_grad():
                 x.clamp_(0, 1)
         del grad
-        run.report(x, terms)
+        run.report(x, terms, photo)
     return x.detach()

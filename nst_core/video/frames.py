@@ -17,10 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import color as colorlib
+from .. import color as colorlib
 from . import flow as flowlib
-from .image import resize
-from .options import FLOWS
+from ..image import resize
+from ..options import FLOWS, VideoOptions
 
 CUT_DIFFERENCE = 0.1      # grey-level difference (0..1) above which a followed pixel does not match
 SAME_LOOK = 0.1           # RGB difference (0..1) at which a followed pixel counts as 1/e alike
@@ -117,12 +117,12 @@ class FrameGuide:
     else a ``Guide``. Frames may come at any size: the past is resized to the asked frame's size.
     """
 
-    def __init__(self, opts):
-        self.method = getattr(opts, "flow", "dis")
+    def __init__(self, video: VideoOptions):
+        self.method = video.flow
         if self.method not in FLOWS:
             raise ValueError(f"unknown flow method {self.method!r}; use one of {', '.join(FLOWS)}")
-        self.offsets = long_term_offsets(int(getattr(opts, "long_term", 0)))
-        self.scene_cut = float(getattr(opts, "scene_cut", 0.3))
+        self.offsets = long_term_offsets(video.long_term)
+        self.scene_cut = video.scene_cut
         self.past: Deque[_Past] = deque(maxlen=max(self.offsets))
         self.cuts: List[int] = []          # indices (0-based, in remember order) of frames that started fresh
         self._seen = 0
@@ -184,25 +184,3 @@ class FrameGuide:
             valid = torch.maximum(valid, take)
             reliable = reliable + take
         return Guide(warped, valid, reliable, guide.matched)
-
-
-def follow_previous(prev_in: torch.Tensor, prev_out: torch.Tensor, frame: torch.Tensor, flow: str = "dis",
-                    scene_cut: float = 0.3):
-    """The previous stylised frame moved onto ``frame`` (``[1, 3, H, W]``, the input at this
-    scale): ``(warped, valid, reliable)``. ``valid`` (soft-edged, ``[1, 1, H, W]``) is where the
-    warped frame has content; ``reliable`` is where the temporal loss applies. After a scene cut
-    both masks are 0 (the frame starts from the photo, with no temporal loss)."""
-    guide = FrameGuide(_Opts(flow, 0, scene_cut))
-    guide.remember(prev_in, prev_out)
-    g = guide.follow(frame)
-    if g is None:
-        zero = torch.zeros_like(frame[:, :1])
-        return torch.zeros_like(prev_out), zero, zero
-    return g.warped, g.valid, g.reliable
-
-
-@dataclass
-class _Opts:
-    flow: str
-    long_term: int
-    scene_cut: float

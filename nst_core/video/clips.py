@@ -15,7 +15,9 @@ from typing import Iterator, List
 import numpy as np
 import torch
 
-from .image import ImageError, fit_size, load_image, resize, save_image
+from ..files import OutputError, check_folder_writable, check_free_space
+from ..image import ImageError, fit_size, load_image, resize, save_image
+from ..spec import option
 
 VIDEO_SUFFIXES = (".mp4", ".webm", ".mov", ".mkv", ".gif")
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -28,6 +30,14 @@ _ENCODERS = {
     ".webm": ("libvpx-vp9", "yuv420p", {"crf": "30", "b": "0"}),
     ".gif": ("gif", "rgb8", {}),
 }
+
+
+@dataclass
+class ClipSettings:
+    """How the command line reads and writes a clip."""
+    frames: int = option(0, "Video: stylise only the first N frames (0: all).", low=0, high=1_000_000)
+    fps: float = option(0.0, "Video: the output frame rate (0: the clip's; 24 for a folder of frames).",
+                        low=0.0, high=1000.0)
 
 
 @dataclass
@@ -145,8 +155,7 @@ def _encode(frames: torch.Tensor, path: Path, fps: Fraction) -> None:
 
 
 def _write_folder(frames: torch.Tensor, folder: Path, overwrite: bool) -> Path:
-    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
-        raise FileExistsError(f"{folder} is not empty; use --overwrite to write frames into it, or choose another")
+    _check_folder_output(folder, overwrite)
     folder.mkdir(parents=True, exist_ok=True)
     for i, frame in enumerate(frames, 1):
         save_image(frame.unsqueeze(0), folder / f"frame_{i:05d}.png", overwrite=True)
@@ -162,11 +171,14 @@ def write_clip(frames: torch.Tensor, path, fps: Fraction = DEFAULT_FPS, overwrit
         return _write_folder(frames, p, overwrite)
     if p.exists() and not overwrite:
         raise FileExistsError(f"{p} already exists; use --overwrite to replace it")
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=str(p.parent), prefix=".nst-") as tmp:
-        part = Path(tmp) / p.name
-        _encode(frames, part, Fraction(fps).limit_denominator(1001))
-        shutil.move(str(part), str(p))
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=str(p.parent), prefix=".nst-") as tmp:
+            part = Path(tmp) / p.name
+            _encode(frames, part, Fraction(fps).limit_denominator(1001))
+            shutil.move(str(part), str(p))
+    except OSError as e:   # the temporary file's name would mean nothing to the user
+        raise OutputError(f"cannot write {p}: {e.strerror or e}") from None
     return p
 
 
@@ -180,6 +192,28 @@ def check_cli_paths(content, output, frames: int, overwrite: bool) -> bool:
     if not is_clip_output(out):
         raise ImageError(f"the content is a video: give an output video ({', '.join(VIDEO_SUFFIXES)}) or a "
                          f"folder, not {out.name}")
-    if out.is_file() and not overwrite:
-        raise FileExistsError(f"{out} already exists; use --overwrite to replace it, or choose another name")
+    if out.is_dir() or out.suffix == "":
+        _check_folder_output(out, overwrite)
+    else:
+        if out.is_file() and not overwrite:
+            raise FileExistsError(f"{out} already exists; use --overwrite to replace it, or choose another name")
+        check_folder_writable(out.parent)
     return True
+
+
+def _check_folder_output(folder: Path, overwrite: bool) -> None:
+    """A folder of frames: a folder (not a file), writable, and empty unless ``overwrite``."""
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"{folder} is a file, not a folder for frames; give a video name "
+                          f"({', '.join(VIDEO_SUFFIXES)}) or a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not overwrite:
+        raise FileExistsError(f"{folder} is not empty; use --overwrite to write frames into it, or choose another")
+    check_folder_writable(folder)
+
+
+def check_clip_space(output, n_frames: int, hw) -> None:
+    """Room on the disk for ``n_frames`` frames of ``hw`` px, as PNGs in a folder or a video file (whose
+    encoder writes beside it first): generously their raw size, which a PNG rarely exceeds."""
+    out = Path(output)
+    folder = out if out.is_dir() or out.suffix == "" else out.parent
+    check_free_space(folder, n_frames * hw[0] * hw[1] * 3, f"writing {n_frames} frames of {hw[1]}×{hw[0]} px to {out}")

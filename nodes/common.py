@@ -1,4 +1,5 @@
-"""Conversions between ComfyUI's data and nst_core's, and parsing of the text inputs.
+"""What the nodes share: the pack's socket types and category, inputs built from nst_core's option
+declarations and checked with its checks, and conversions between ComfyUI's data and nst_core's.
 
 ComfyUI: IMAGE ``[B, H, W, C]`` float 0..1, MASK ``[B, H, W]`` or ``[H, W]``; both usually
 *inference tensors* (nodes run under ``torch.inference_mode()``), which autograd refuses to save.
@@ -7,22 +8,22 @@ reaches nst_core is cloned here outside inference mode, so it is an ordinary ten
 """
 from __future__ import annotations
 
-import math
-from typing import Dict, Optional, Union
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import torch
 
 from comfy_api.latest import io
 
-from ..nst_core.image import BACKGROUND
-from ..nst_core.options import StylizeError
-from ..nst_core.vgg import parse_layers as core_parse_layers
+from ..nst_core import BACKGROUND, StylizeError, by_key, check_value, key_of, kind, spec_of
+from ..nst_core import parse_layers as core_parse_layers
 
 # Socket types of this pack (prefixed so they never clash with another pack's).
 Model = io.Custom("NST_MODEL")
 Content = io.Custom("NST_CONTENT")
 Style = io.Custom("NST_STYLE")
 Loss = io.Custom("NST_LOSS")
+Settings = io.Custom("NST_SETTINGS")
+Video = io.Custom("NST_VIDEO")
 
 CATEGORY = "style_transfer"
 
@@ -52,32 +53,52 @@ def layers_problem(text: Optional[str], what: str):
     return True
 
 
-def range_problem(value, name: str, low: float, high: float) -> Union[bool, str]:
-    """For ``validate_inputs``: True when ``value`` is a finite number in ``low``..``high``, else the
-    message. ComfyUI checks min/max itself only for inputs ``validate_inputs`` does not take, and
-    never NaN (every comparison with NaN is false). ``None`` (a linked value) is checked at run time."""
-    if value is None:
-        return True
-    if not isinstance(value, (int, float)) or not math.isfinite(value):
-        return f"{name} is {value}; it must be a finite number from {low:g} to {high:g}"
-    if not low <= value <= high:
-        return f"{name} is {value}; use a value from {low:g} to {high:g}"
+# ---------------------------------------------------------------------------------------------
+# Inputs from nst_core's option declarations: one text for the CLI's help and the node's tooltip,
+# one range for the widget and the check.
+
+Declared = Tuple[type, str]     # (an nst_core dataclass, one of its field names)
+
+
+def declared_input(owner: type, name: str, default=None, optional: bool = False):
+    """The widget of one declared option (its public name, default, range or choices, tooltip)."""
+    spec, k, key = spec_of(owner, name), kind(owner, name), key_of(owner, name)
+    value = getattr(owner, name) if default is None else default   # dataclass defaults are class attributes
+    common = dict(default=value, tooltip=spec.describe(k), optional=optional)
+    if k is bool:
+        return io.Boolean.Input(key, **common)
+    if spec.choices:
+        return io.Combo.Input(key, options=list(spec.choices), **common)
+    low = 0 if spec.zero else spec.low
+    if k is int:
+        return io.Int.Input(key, min=int(low), max=int(spec.high), control_after_generate=False, **common)
+    return io.Float.Input(key, min=low, max=spec.high, step=spec.step or 0.01, **common)
+
+
+def declared_inputs(names: Iterable[Declared], optional: bool = False) -> List:
+    return [declared_input(owner, name, optional=optional) for owner, name in names]
+
+
+def declared_values(owner: type, inputs: Dict[str, object]) -> Dict[str, object]:
+    """``{field name: value}`` for the inputs (by public name) that are options of ``owner``."""
+    names = by_key(owner)
+    return {names[k]: v for k, v in inputs.items() if k in names}
+
+
+def declared_problem(owners: Sequence[type], inputs: Dict[str, object]) -> Union[bool, str]:
+    """For ``validate_inputs(**inputs)``: True when every declared option among the inputs is in range,
+    else the first message (taking ``**inputs`` turns ComfyUI's own min/max check off, which never
+    sees NaN; ``None`` is a linked value, checked when the node runs)."""
+    for owner in owners:
+        for name, value in declared_values(owner, inputs).items():
+            if value is None:
+                continue
+            spec = spec_of(owner, name)
+            try:
+                check_value(value, spec, kind(owner, name), spec.label(name))
+            except StylizeError as e:
+                return str(e)
     return True
-
-
-def core_problem(check, value, *args) -> Union[bool, str]:
-    """For ``validate_inputs``: True when ``check(value, *args)`` (an nst_core.checks function) passes."""
-    if value is None:
-        return True
-    try:
-        check(value, *args)
-    except StylizeError as e:
-        return str(e)
-    return True
-
-
-def first_problem(*results) -> Union[bool, str]:
-    return next((r for r in results if r is not True), True)
 
 
 def image_to_core(image: torch.Tensor, what: str) -> torch.Tensor:
