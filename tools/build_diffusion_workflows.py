@@ -368,7 +368,7 @@ DIAGRAMS = {
     },
     "diffusion_generated_style": {
         "items": {"photo": ("image", 0, 0, "tubingen.jpg"), "ns": ("ns", 2, 0, "neural style"),
-                  "prompt": ("text", 0, 1, "prompt:\nan expressionist\noil painting"), "sd": ("sd", 1, 1, "Stable\nDiffusion 1.5"),
+                  "prompt": ("text", 0, 1, "prompt:\nexpressionist\noil painting"), "sd": ("sd", 1, 1, "Stable\nDiffusion 1.5"),
                   "out": ("out", 3, 0, "the photo in\nthat style")},
         "arrows": [("photo", "ns"), ("prompt", "sd"), ("sd", "ns"), ("ns", "out")],
     },
