@@ -21,7 +21,7 @@ from ..nst_core.transfer import stylize
 from .convert import (CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_problem, core_to_image,
                       first_problem, image_to_core, range_problem)
 from .plot import loss_plot, pil_to_image
-from .progress import ProgressReporter
+from .progress import ProgressReporter, describe
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class Optimize(io.ComfyNode):
         reporter = ProgressReporter(comfy.utils.ProgressBar(int(steps)), int(preview_interval), _preview)
 
         def on_step(info):
-            reporter.step(info.iteration, info.total, info.image)
+            reporter.step(info.iteration, info.total, info.image, lambda: describe(info))
 
         t0 = time.perf_counter()
         try:

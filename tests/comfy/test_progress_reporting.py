@@ -110,6 +110,9 @@ def test_optimize_progress_ends_at_the_total_with_previews_on_their_interval(nst
     _assert_well_formed(sent, steps, preview_interval)
     assert len(res.previews) == len([c for c in sent if c[2]])
     assert [p["value"] for p in res.progress if p["node"] == "6"][-1] == steps
+    texts = _node_texts(res, "6")   # the progress text under the node's bar
+    assert texts and texts[0].startswith("step 1/7 · ") and texts[-1].startswith(f"step {steps}/{steps} · 40×")
+    assert all(" px · loss " in t for t in texts)
 
 
 @pytest.mark.parametrize("preview_interval", [0, 50])
