@@ -24,7 +24,7 @@ Content = io.Custom("NST_CONTENT")
 Style = io.Custom("NST_STYLE")
 Loss = io.Custom("NST_LOSS")
 
-CATEGORY = "style_transfer"
+CATEGORY = "image/style transfer"   # with the stock image nodes, where people browse for them
 
 
 class NeuralStyleError(ValueError):

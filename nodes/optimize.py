@@ -20,6 +20,7 @@ from ..nst_core.runtime import drop_runtime_copy
 from ..nst_core.transfer import stylize
 from .convert import (CATEGORY, Content, Loss, Model, NeuralStyleError, Style, core_problem, core_to_image,
                       first_problem, image_to_core, range_problem)
+from .search import search_aliases
 from .plot import loss_plot, pil_to_image
 from .progress import ProgressReporter, describe
 
@@ -55,6 +56,7 @@ class Optimize(io.ComfyNode):
             node_id="NeuralStyleOptimize",
             display_name="Neural Style: Optimize",
             category=CATEGORY,
+            **search_aliases("NeuralStyleOptimize"),
             description="Gatys et al. neural style transfer: optimises an image to have the content of "
                         "'content' and the style of 'style', coarse to fine. Slow on a CPU: start small "
                         "(size 256, few steps).",

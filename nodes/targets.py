@@ -9,6 +9,7 @@ from ..nst_core.options import ContentTarget, LossWeights, StyleTarget, StylizeE
 from ..nst_core.vgg import format_layers
 from .convert import (CATEGORY, Content, Loss, NeuralStyleError, Style, first_problem, image_to_core,
                       layers_problem, mask_to_core, parse_layers, range_problem)
+from .search import search_aliases
 
 DEFAULT_CONTENT_LAYERS = format_layers(options.DEFAULT_CONTENT_LAYERS)
 DEFAULT_STYLE_LAYERS = format_layers(options.DEFAULT_STYLE_LAYERS)
@@ -26,6 +27,7 @@ class EncodeContent(io.ComfyNode):
             node_id="NeuralStyleEncodeContent",
             display_name="Neural Style: Encode Content",
             category=CATEGORY,
+            **search_aliases("NeuralStyleEncodeContent"),
             description="The photo whose content (layout, objects) the result keeps. A batch of images "
                         "is treated as frames of a video.",
             inputs=[
@@ -62,6 +64,7 @@ class EncodeStyle(io.ComfyNode):
             node_id="NeuralStyleEncodeStyle",
             display_name="Neural Style: Encode Style",
             category=CATEGORY,
+            **search_aliases("NeuralStyleEncodeStyle"),
             description="A painting whose style (colours, brush strokes, texture) the result takes. Chain "
                         "several through 'previous': unmasked styles are blended by their weights, a "
                         "masked style paints only its region.",
@@ -115,6 +118,7 @@ class LossSettings(io.ComfyNode):
             node_id="NeuralStyleLossSettings",
             display_name="Neural Style: Loss Settings",
             category=CATEGORY,
+            **search_aliases("NeuralStyleLossSettings"),
             description="Balance of the loss terms. Optional: Optimize uses these defaults without it.",
             inputs=[
                 io.Float.Input("content_weight", default=d.content, min=0.0, max=CONTENT_MAX, step=0.1,
