@@ -428,6 +428,25 @@ def draw_thumbnail(name: str):
     return im
 
 
+README_PICTURE = REPO / "assets" / "readme" / "diffusion_workflows.jpg"
+
+
+def readme_picture() -> Path:
+    """The three diagrams one above the other, each under its workflow's name, for the README."""
+    from PIL import Image, ImageDraw
+
+    band = 28
+    sheet = Image.new("RGB", (THUMB_W, len(DIAGRAMS) * (THUMB_H + band)), "#171717")
+    draw = ImageDraw.Draw(sheet)
+    for i, name in enumerate(DIAGRAMS):
+        y = i * (THUMB_H + band)
+        draw.text((12, y + band // 2), name.replace("diffusion_", "").replace("_", " "), fill="#f0f0f0",
+                  font=_font(16), anchor="lm")
+        sheet.paste(draw_thumbnail(name), (0, y + band))
+    sheet.save(README_PICTURE, "JPEG", quality=88, optimize=True)
+    return README_PICTURE
+
+
 def thumbnail(path: Path) -> Path:
     """``<workflow>.jpg``: the workflow's diagram, a small JPEG."""
     out = path.with_suffix(".jpg")
@@ -438,7 +457,8 @@ def thumbnail(path: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="compare with the committed files, write nothing")
-    ap.add_argument("--thumbnails", action="store_true", help="also draw each workflow's diagram as <name>.jpg")
+    ap.add_argument("--thumbnails", action="store_true",
+                    help="also draw each workflow's diagram as <name>.jpg, and the README's picture of all three")
     args = ap.parse_args(argv)
     info = object_info_inprocess()
     stale = []
@@ -453,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path.relative_to(REPO)}")
         if args.thumbnails:
             print(f"wrote {thumbnail(path).relative_to(REPO)}")
+    if args.thumbnails and not args.check:
+        print(f"wrote {readme_picture().relative_to(REPO)}")
     if stale:
         print("differ from what this script writes: " + ", ".join(stale), file=sys.stderr)
         return 1
