@@ -7,6 +7,7 @@ from typing import Callable, Dict, Optional
 import torch
 
 from .losses import TV_SCALE, tv_loss
+from .seamless import tv_periodic
 
 
 @dataclass
@@ -51,11 +52,12 @@ class PixelTerms:
     tv: float
     temporal: Optional[TemporalTerm] = None
     photoreal: Optional[PhotorealTerm] = None
+    periodic: bool = False                   # seamless: the last row and column neighbour the first
 
     def __call__(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         # TV first: autograd runs the nodes made last first, so its backward comes after the
         # network's, when the activations are freed.
-        terms = {"tv": self.tv * TV_SCALE * tv_loss(x)}
+        terms = {"tv": self.tv * TV_SCALE * (tv_periodic(x) if self.periodic else tv_loss(x))}
         if self.temporal is not None:
             terms["temporal"] = self.temporal(x)
         if self.photoreal is not None:
