@@ -178,7 +178,12 @@ def test_auto_settings_resolve_per_device(vgg):
     assert runtime.memory_format_for(cpu, "auto") is torch.channels_last
     assert runtime.memory_format_for(cpu, "off") is None
     assert runtime.memory_format_for(torch.device("mps"), "auto") is None
-    assert runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp32")) is vgg
+    assert runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp32", channels_last="off")) is vgg
+    # fp32 channels_last: a copy whose weights are laid out so, with the same values
+    cl = runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp32", channels_last="on"))
+    w, w0 = cl.features[0].weight, vgg.features[0].weight
+    assert cl is not vgg and w.dtype == torch.float32 and w.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(w, w0) and not w0.is_contiguous(memory_format=torch.channels_last)
     with pytest.raises(nst_core.StylizeError, match="precision"):
         runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp8"))
 
