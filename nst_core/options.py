@@ -88,6 +88,7 @@ class Options:
     tile_size: int = 0              # > 0: the VGG pass of larger scales runs in tiles of this size
     cudnn_benchmark: Optional[bool] = None   # cuDNN autotuner; None: as the host has it (it costs seconds per new size)
     tf32: bool = True
+    cuda_graph: str = "off"         # auto | on | off: a step as one CUDA graph (graph.py); off until measured on a GPU
 
 
 @dataclass

@@ -147,10 +147,11 @@ def _frame(job: Job, frame: torch.Tensor, plan, follow, run: RunState, scale_sta
         if run.frame == 0:
             scale_starts.append(run.iteration)
         obj = _objective(job, c_img, run.frame, temporal)
-        evaluate = partial(evaluate_tiled, obj, tile=job.opts.tile_size) if is_tiled(job.opts, hw) else obj.evaluate
+        tiled = is_tiled(job.opts, hw)
+        evaluate = partial(evaluate_tiled, obj, tile=job.opts.tile_size) if tiled else obj.evaluate
         run.color_source = c_img
         try:
-            x = optimise(evaluate, x, steps, run)
+            x = optimise(evaluate, x, steps, run, tiled=tiled)
         except torch.OutOfMemoryError:
             raise StylizeError(
                 f"out of memory on {job.device} at {hw[1]}×{hw[0]} px. Lower the output size, set a tile size "
