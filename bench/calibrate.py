@@ -23,6 +23,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import nst_core  # noqa: E402
+from bench.common import scratch  # noqa: E402
 
 PAIRS = [("tubingen_starry", "tubingen.jpg", "starry_night.jpg"),
          ("tubingen_scream", "tubingen.jpg", "the_scream.jpg"),
@@ -70,7 +71,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--images", default="../shared/images")
     p.add_argument("--reference", default="../shared/reference/neural-style")
-    p.add_argument("--out", default="bench/results/calibration")
+    p.add_argument("--out", default=str(scratch("calibration")),
+                   help="results folder (bench/results/calibration to update the committed ones)")
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--configs", default="inv_channels:5,inv_channels:10,shallow:5,shallow:10,no_deep:5,equal:5")
     p.add_argument("--pairs", default=",".join(n for n, _, _ in PAIRS))

@@ -6,14 +6,20 @@ import os
 import platform
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Dict, List, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
 if str(ROOT) not in sys.path:   # the scripts run as files from bench/: nst_core is one folder up
     sys.path.append(str(ROOT))
+
+
+def scratch(name: str) -> Path:
+    """Where a benchmark writes unless told otherwise: a temporary folder, never the committed
+    results (pass ``--out bench/results/<name>`` to update those)."""
+    return Path(tempfile.gettempdir()) / "nst-bench" / name
 
 
 def log(msg: str) -> None:

@@ -349,12 +349,13 @@ def our_step(ctx: Context, opts, hw):
     builds), eager or as a CUDA graph as ``opts.cuda_graph`` says, and its runner."""
     import nst_core as nc
     from nst_core import graph, loop, style_stats, transfer
+    from nst_core.job import Job
     net = core("runtime_model")(ctx.model, ctx.device, opts)
     fmt = core("memory_format_for")(ctx.device, opts.channels_last)
     content = nc.resize(ctx.content.to(ctx.device), hw)
-    job = transfer.Job(net, nc.ContentTarget(content), [nc.StyleTarget(ctx.style.to(ctx.device))], nc.LossWeights(),
-                       opts, fmt, style_stats.statistic(opts.style_loss), None)
-    obj = transfer._objective(job, content, 0, None)
+    job = Job(net, nc.ContentTarget(content), [nc.StyleTarget(ctx.style.to(ctx.device))], nc.LossWeights(),
+              opts, fmt, style_stats.statistic(opts.style_loss), None)
+    obj = transfer.objective_at(job, content, 0)
     run = loop.RunState(opts, 1, loop.LossLog(1, ctx.device))
     step = loop.Step(obj.evaluate, content, run)
     run.log.reserve(400)   # before any capture: the log never moves while a graph writes to it
@@ -627,7 +628,7 @@ def video(ctx: Context, rec: dict) -> None:
     size, n = ctx.plan.video
     from common import opencv_clip   # bench/ is this script's folder, first on sys.path
     frames, _ = opencv_clip(CLIP, 0, n)
-    from nst_core import flow as flowlib
+    from nst_core.video import flow as flowlib
     grey = [flowlib.gray_u8(nc.resize_long(frames[i:i + 1], size)) for i in (0, 1)]
     for key in ("flow_first_call_s", "flow_again_s"):   # OpenCV's first call may set up OpenCL on a GPU
         rec[key] = timed(lambda: flowlib.estimate_motion(grey[0], grey[1]), ctx.device)[1]

@@ -62,13 +62,14 @@ def objective(model, size: int, precision: str, device):
     """The default whole-image objective (one scale) on the bundled pair, as stylize builds it."""
     import nst_core as nc
     from nst_core import runtime, style_stats, transfer
+    from nst_core.job import Job
     content = nc.resize_long(nc.load_image(ROOT / "assets/samples/tubingen.jpg"), size).to(device)
     style = nc.resize_long(nc.load_image(ROOT / "assets/samples/starry_night.jpg"), size).to(device)
     opts = nc.Options(precision=precision, size=size, start_size=0)
     net = runtime.runtime_model(model, device, opts)
-    job = transfer.Job(net, nc.ContentTarget(content), [nc.StyleTarget(style)], nc.LossWeights(), opts,
-                       runtime.memory_format_for(device, opts.channels_last), style_stats.statistic("gram"), None)
-    return transfer._objective(job, content, 0, None), content, opts
+    job = Job(net, nc.ContentTarget(content), [nc.StyleTarget(style)], nc.LossWeights(), opts,
+              runtime.memory_format_for(device, opts.channels_last), style_stats.statistic("gram"), None)
+    return transfer.objective_at(job, content, 0), content, opts
 
 
 def leaf_work(events, device):
@@ -125,27 +126,15 @@ def profile(fn, device, steps: int) -> Counter:
 
 def loop_counts(model, size, precision, device, steps, warm=3) -> Counter:
     """Launches per step of the real loop, by phase."""
-    from nst_core import lbfgs, loop, objective as objmod
+    from nst_core import loop, objective as objmod
     obj, content, opts = objective(model, size, precision, device)
     run = loop.RunState(opts, warm + steps, loop.LossLog(warm + steps, device))
-    if hasattr(loop, "Step"):
-        one = loop.Step(obj.evaluate, content, run)
-        opt, log_target, log_name = one.opt, run.log, "write"
+    one = loop.Step(obj.evaluate, content, run)
+    opt, log_target, log_name = one.opt, run.log, "write"
 
-        def step():
-            one()
-            run.report(one.x, one.names)
-    else:   # the loop before loop.Step (for the "before" count)
-        x = content.clone()
-        opt = lbfgs.LBFGS(x, history_size=opts.history_size or loop.default_history(x.numel(), device),
-                          precondition=lbfgs.spectral_preconditioner(x.shape) if opts.precondition else None)
-        log_target, log_name = run, "report"
-
-        def step():
-            grad, terms = obj.evaluate(x.detach())
-            opt.step(grad)
-            del grad
-            run.report(x, terms)
+    def step():
+        one()
+        run.report(one.x, one.names, content)
     with torch.enable_grad():
         for _ in range(warm):
             step()

@@ -40,9 +40,9 @@ if str(ROOT) not in sys.path:
 
 import nst_core  # noqa: E402
 from nst_core import photoreal  # noqa: E402
+from bench.common import scratch  # noqa: E402
 
 SAMPLES = ROOT / "assets" / "samples"
-OUT = ROOT / "bench" / "results" / "photoreal"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +276,8 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=60)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=scratch("photoreal"),
+                   help="results folder (bench/results/photoreal to update the committed ones)")
     p.add_argument("--fresh", action="store_true", help="transfer: run again what --out already holds")
     args = p.parse_args(argv)
     if args.what == "_build":

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, machine, md_table, run_cli  # noqa: E402
+from bench.common import ROOT, machine, md_table, run_cli, scratch  # noqa: E402
 
 SAMPLES = ROOT / "assets" / "samples"
 
@@ -29,7 +29,8 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--content", default=str(SAMPLES / "tubingen.jpg"))
     p.add_argument("--style", default=str(SAMPLES / "starry_night.jpg"))
-    p.add_argument("--out", default="bench/results/tiling")
+    p.add_argument("--out", default=str(scratch("tiling")),
+                   help="results folder (bench/results/tiling to update the committed ones)")
     args = p.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import nst_core  # noqa: E402
-from nst_core import flow as flowlib  # noqa: E402
-from nst_core import video as videolib  # noqa: E402
+from nst_core.video import clips as videolib  # noqa: E402
+from nst_core.video import flow as flowlib  # noqa: E402
 
 from bench import common  # noqa: E402
 
@@ -74,10 +74,12 @@ def flicker(outputs: torch.Tensor, inputs: torch.Tensor) -> float:
 
 def stylize_clip(vgg, frames, style, method: str, args) -> Dict[str, object]:
     """One run; returns the frames and the seconds each frame took."""
-    schedule = dict(start_size=0, steps=args.steps, frame_steps=args.frame_steps) if args.steps else {}
+    schedule = dict(start_size=0, steps=args.steps) if args.steps else {}
     flow, _, passes = method.partition("_p")
-    opts = nst_core.Options(size=args.size, temporal=method != "independent", passes=int(passes or 1),
-                            flow="dis" if method == "independent" else flow, **schedule)
+    video = nst_core.VideoOptions(temporal=method != "independent", passes=int(passes or 1),
+                                  flow="dis" if method == "independent" else flow,
+                                  frame_steps=args.frame_steps if args.steps else 0)
+    opts = nst_core.Options(size=args.size, video=video, **schedule)
     stamps: List[float] = []
 
     def on_step(info):
@@ -131,7 +133,8 @@ def main(argv=None) -> int:
     p.add_argument("--methods", default=",".join(METHODS), help="run only these (the report needs all three: "
                                                                  "runs in parallel processes share --state)")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--out", default=str(common.ROOT / "bench" / "results" / "video"))
+    p.add_argument("--out", default=str(common.scratch("video")),
+                   help="results folder (bench/results/video to update the committed ones)")
     p.add_argument("--state", default=str(common.ROOT / "bench" / "state" / "video"))
     p.add_argument("--fresh", action="store_true")
     p.add_argument("--temporal-weight", type=float, default=nst_core.LossWeights().temporal)

@@ -6,8 +6,8 @@ import torch
 import comfy.model_management as mm
 from comfy_api.latest import io
 
-from ..nst_core.color import match_color
-from .convert import CATEGORY, core_to_image, image_to_core
+from ..nst_core import match_color
+from .common import CATEGORY, core_to_image, image_to_core
 
 
 class ColorMatch(io.ComfyNode):

@@ -1,10 +1,10 @@
-"""Load VGG (weights from models/vgg or the built-in copy) and the bundled sample images."""
+"""Load VGG (weights from models/vgg or the built-in copy) and the bundled sample images and clip."""
 from __future__ import annotations
 
-from comfy_api.latest import io, ui
+from comfy_api.latest import InputImpl, io, ui
 
 from . import models, samples
-from .convert import CATEGORY, Model
+from .common import CATEGORY, Model
 
 
 class LoadVGG(io.ComfyNode):
@@ -64,3 +64,26 @@ class SampleImage(io.ComfyNode):
     def execute(cls, sample):
         image = samples.load_sample(sample)
         return io.NodeOutput(image, ui=ui.PreviewImage(image, cls=cls))
+
+
+class SampleVideo(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        names = samples.sample_names(samples.VIDEO_EXTS)
+        return io.Schema(
+            node_id="NeuralStyleSampleVideo",
+            display_name="Neural Style: Sample Video",
+            category=CATEGORY,
+            description="The short clip shipped with the pack (the first second of Big Buck Bunny, CC BY "
+                        "3.0), as a VIDEO like Load Video gives, so the video workflow runs right after "
+                        "install. Use a Load Video node for your own clips.",
+            inputs=[
+                io.Combo.Input("sample", options=names, default=(names or [None])[0],
+                               tooltip="Bundled clip: bunny.mp4 is 24 frames of 256×144 at 25 fps."),
+            ],
+            outputs=[io.Video.Output(display_name="video")],
+        )
+
+    @classmethod
+    def execute(cls, sample):
+        return io.NodeOutput(InputImpl.VideoFromFile(str(samples.sample_path(sample, samples.VIDEO_EXTS))))

@@ -10,9 +10,8 @@ import torch
 
 import folder_paths
 
-from ..nst_core.vgg import VGGFeatures
-from ..nst_core.weights import DEFAULT, WEIGHT_EXTENSIONS, default_weights_path, load_vgg
-from .convert import NeuralStyleError
+from ..nst_core import DEFAULT, WEIGHT_EXTENSIONS, VGGFeatures, default_weights_path, load_vgg
+from .common import NeuralStyleError
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +82,3 @@ def load_model(choice: str, pooling: str = "max", convention: str = "auto") -> V
     while len(_cache) > _CACHE_SIZE:
         _cache.popitem(last=False)
     return model
-
-
-def cache_info() -> list:
-    """Keys of the cached models, oldest first (for tests and debugging)."""
-    return list(_cache.keys())

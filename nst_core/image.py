@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import io
 import logging
-import os
 import warnings
 from pathlib import Path
 from typing import Tuple
@@ -13,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from .files import write_atomically
+from .files import OutputError, check_folder_writable, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +34,18 @@ def load_image(path) -> torch.Tensor:
     EXIF rotation is applied; 8/16-bit, greyscale, palette and CMYK images become RGB; transparent
     areas are composited over white (``BACKGROUND``); images over ``MAX_PIXELS`` are refused.
     """
+    arr = _read(path, _to_rgb_array)
+    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0)
+
+
+def load_mask(path) -> torch.Tensor:
+    """Read a mask file into ``[H, W]`` 0..1: its brightness (white = in the region), times its
+    opacity where it has an alpha channel (transparent = not in the region)."""
+    return torch.from_numpy(np.ascontiguousarray(_read(path, _to_mask_array)))
+
+
+def _read(path, convert) -> np.ndarray:
+    """``convert(the upright PIL image)``, with one clear message for every way a file can fail."""
     path = Path(path)
     if not path.exists():
         raise ImageError(f"image not found: {path}")
@@ -45,7 +56,7 @@ def load_image(path) -> torch.Tensor:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # MAX_PIXELS is our limit
             with Image.open(path) as im:
                 _check_pixels(im.size, path)
-                arr = _to_rgb_array(_upright(im, path))
+                return convert(_upright(im, path))
     except ImageError:
         raise
     except Image.DecompressionBombError:
@@ -53,7 +64,6 @@ def load_image(path) -> torch.Tensor:
                          "downscale it first") from None
     except Exception as e:  # decoders raise many types on damaged files
         raise ImageError(f"cannot read image {path}: {e or type(e).__name__}") from None
-    return torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).unsqueeze(0)
 
 
 def _check_pixels(size: Tuple[int, int], path: Path) -> None:
@@ -84,6 +94,14 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
         return _over_background(rgba[..., :3], rgba[..., 3:])
     return _rgb(im.convert("RGB"))
+
+
+def _to_mask_array(im: Image.Image) -> np.ndarray:
+    """``[H, W]`` float32 0..1: mean brightness times opacity."""
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0
+        return rgba[..., :3].mean(-1) * rgba[..., 3]
+    return _to_rgb_array(im).mean(-1)
 
 
 def _rgb(im: Image.Image) -> np.ndarray:
@@ -148,14 +166,10 @@ def check_output_path(path, overwrite: bool = False) -> Path:
                          "use .png, .jpg or .webp")
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists; use --overwrite to replace it, or choose another name")
-    parent = path.absolute().parent
-    existing = parent
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ImageError(f"cannot create the folder {parent}: {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ImageError(f"cannot write to the folder {existing} (permission denied); choose another output")
+    try:
+        check_folder_writable(path.absolute().parent)
+    except OutputError as e:
+        raise ImageError(str(e)) from None
     return path
 
 
@@ -168,14 +182,11 @@ def save_image(image: torch.Tensor, path, overwrite: bool = False) -> Path:
                             overwrite)
 
 
-def fit_size(hw: Tuple[int, int], long_side: int, multiple: int = 1) -> Tuple[int, int]:
+def fit_size(hw: Tuple[int, int], long_side: int) -> Tuple[int, int]:
     """(H, W) scaled so the longer side is ``long_side``, keeping the aspect ratio."""
     h, w = hw
     s = long_side / max(h, w)
-    nh, nw = max(1, round(h * s)), max(1, round(w * s))
-    if multiple > 1:
-        nh, nw = max(multiple, nh // multiple * multiple), max(multiple, nw // multiple * multiple)
-    return nh, nw
+    return max(1, round(h * s)), max(1, round(w * s))
 
 
 def resize(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:

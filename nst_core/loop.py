@@ -8,7 +8,7 @@ step is the same sequence of operations on the same buffers, so it can run as a 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
@@ -89,25 +89,25 @@ class RunState:
     n_frames: int = 1
     scale: int = 0
     n_scales: int = 1
-    color_source: Optional[torch.Tensor] = field(default=None, repr=False)   # luminance mode: the photo
 
-    def shown(self, x: torch.Tensor) -> torch.Tensor:
-        """The image as a user sees it (the photo's colours put back in luminance mode)."""
+    def shown(self, x: torch.Tensor, photo: torch.Tensor) -> torch.Tensor:
+        """The image as a user sees it: in luminance mode with the colours of ``photo`` (the content
+        at this scale) put back."""
         img = x.detach()
-        if self.opts.color == "luminance" and self.color_source is not None:
-            return colorlib.combine_luminance(img, self.color_source)
+        if self.opts.color == "luminance":
+            return colorlib.combine_luminance(img, photo)
         return img.clone()
 
-    def report(self, x: torch.Tensor, names: Tuple[str, ...]) -> None:
+    def report(self, x: torch.Tensor, names: Tuple[str, ...], photo: torch.Tensor) -> None:
         """After a step: count it and call the callback with its terms (views of the log's row)."""
         self.iteration += 1
         terms = self.log.mark(names)
         if self.callback is None:
             return
         info = StepInfo(self.iteration, self.total, self.scale, self.n_scales, tuple(x.shape[-2:]), self.frame,
-                        self.n_frames, terms, lambda: self.shown(x))
+                        self.n_frames, terms, lambda: self.shown(x, photo))
         if self.callback(info):
-            raise Interrupted(self.shown(x))
+            raise Interrupted(self.shown(x, photo))
 
 
 def default_history(numel: int, device: torch.device) -> int:
@@ -154,9 +154,10 @@ class Step:
 
 
 def optimise(evaluate: Callable[[torch.Tensor], Tuple[torch.Tensor, Dict[str, torch.Tensor]]],
-             x: torch.Tensor, steps: int, run: RunState, tiled: bool = False) -> torch.Tensor:
-    """``steps`` iterations from ``x``; ``evaluate(x)`` gives ``(gradient, loss terms)``. Steps run as
-    one CUDA graph each where the options and the device allow (``graph.py``), else eagerly."""
+             x: torch.Tensor, steps: int, run: RunState, photo: torch.Tensor, tiled: bool = False) -> torch.Tensor:
+    """``steps`` iterations from ``x``; ``evaluate(x)`` gives ``(gradient, loss terms)``; ``photo``
+    is the content at this scale (for what the callback shows). Steps run as one CUDA graph each
+    where the options and the device allow (``graph.py``), else eagerly."""
     step = Step(evaluate, x, run)
     run.log.reserve(steps)
     runner = graph.runner(step, run.opts, step.x.device, tiled)
@@ -165,7 +166,7 @@ def optimise(evaluate: Callable[[torch.Tensor], Tuple[torch.Tensor, Dict[str, to
             if run.interrupt is not None:
                 run.interrupt()
             runner()
-            run.report(step.x, step.names)
+            run.report(step.x, step.names, photo)
     finally:
         runner.close()
     return step.x.detach()

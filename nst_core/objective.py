@@ -5,93 +5,33 @@ detached features, and their gradients are added to that layer's gradient inside
 (a hook per layer; the deepest layer seeds the backward), so autograd never differentiates the
 C×N products itself and no full-size gradient is made per term. The same pieces serve a whole
 image (:meth:`Objective.evaluate`) and the exact tiled evaluation of ``tiling.py``: a
-:class:`Block` says which positions of the image a pass over a crop accounts for.
+``blocks.Block`` says which positions of the image a pass over a crop accounts for.
 """
 from __future__ import annotations
 
 import functools
 import operator
-from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .losses import EPS, TV_SCALE, as_matrix, resize_mask, stacked_terms, sum_sq, tv_closed_form
+from .blocks import Block, whole
+from .losses import EPS, as_matrix, resize_mask, stacked_terms, sum_sq
 from .style_stats import SlicedW, add_moment_gradient, moment_sums
-from .vgg import VGGFeatures, layer_stride
-
-CONTENT_SCALE = 1.0
-STRENGTH_RANGE = 10.0   # style strength 0 / 1 divides / multiplies the style weight by this
-
-
-def style_multiplier(strength: float) -> float:
-    """Style strength 0..1 → factor on the style weight, even steps on a log scale (0.5 → 1)."""
-    return STRENGTH_RANGE ** (2.0 * strength - 1.0)
-
-
-@dataclass
-class Block:
-    """The positions ``core`` (y0, y1, x0, x1, px) of the image, computed from the crop ``crop``."""
-    crop: Tuple[int, int, int, int]
-    core: Tuple[int, int, int, int]
-
-    def local(self, stride: int) -> Tuple[slice, slice]:
-        """The core in the crop's feature map of a layer with this stride."""
-        (cy, _, cx, _), (y0, y1, x0, x1) = self.crop, self.core
-        return slice((y0 - cy) // stride, (y1 - cy) // stride), slice((x0 - cx) // stride, (x1 - cx) // stride)
-
-    def glob(self, stride: int) -> Tuple[slice, slice]:
-        """The core in the whole image's feature map of a layer with this stride."""
-        y0, y1, x0, x1 = self.core
-        return slice(y0 // stride, y1 // stride), slice(x0 // stride, x1 // stride)
-
-    def is_whole(self) -> bool:
-        return self.crop == self.core
-
-
-def whole(hw) -> Block:
-    box = (0, hw[0], 0, hw[1])
-    return Block(box, box)
-
-
-@dataclass
-class StyleTerm:
-    layers: Dict[str, float]                 # layer weights, summing to 1
-    targets: Dict[str, object]               # per layer: the prepared target statistic
-    mask: Optional[torch.Tensor] = None      # [H, W] region of the output, or None (everywhere)
-    strength: float = 1.0
-
-
-@dataclass
-class PixelTerms:
-    """Terms on the image itself, evaluated on the whole image in every mode."""
-    tv: float
-    temporal: Optional[Tuple[torch.Tensor, torch.Tensor, float]] = None   # (previous, mask, weight)
-    photoreal: Optional[Tuple[Callable[[torch.Tensor], torch.Tensor], float]] = None  # (term, weight)
-
-    def __call__(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
-        # TV first: autograd runs the nodes made last first, so its backward comes after the
-        # network's, when the activations are freed.
-        terms = {"tv": tv_closed_form(x, self.tv * TV_SCALE)}
-        if self.temporal is not None:
-            prev, mask, w = self.temporal
-            terms["temporal"] = w * (mask * (x - prev).pow(2)).mean()
-        if self.photoreal is not None:
-            term, w = self.photoreal
-            terms["photoreal"] = w * term(x)
-        return terms
+from .terms import ContentTerm, PixelTerms, StyleTerm
+from .vgg import layer_stride
 
 
 class Objective:
     """Content + style + pixel terms for one image at one scale."""
 
-    def __init__(self, model: VGGFeatures, hw, memory_format, stat, content, styles: List[StyleTerm],
-                 style_weight: float, pixel: PixelTerms):
-        """``content``: (layer weights, {layer: target features}, weight, mask or None)."""
-        self.model, self.hw, self.memory_format, self.stat = model, tuple(hw), memory_format, stat
-        c_layers, self.c_targets, c_weight, c_mask = content
+    def __init__(self, job, hw, content: ContentTerm, styles: List[StyleTerm], pixel: PixelTerms):
+        """``job`` (``job.Job``) gives the model, its memory format, the statistic and the weights."""
+        model = job.model
+        self.model, self.hw, self.memory_format, self.stat = model, tuple(hw), job.memory_format, job.stat
+        c_layers, self.c_targets, c_weight, c_mask = content.layers, content.targets, content.weight, content.mask
         self.c_layers = c_layers
-        self.styles, self.style_weight, self.pixel = styles, style_weight, pixel
+        self.styles, self.style_weight, self.pixel = styles, job.weights.style_weight(), pixel
         self.layers = sorted(set(c_layers) | {n for t in styles for n in t.layers}, key=lambda n: model.index[n])
         self.deepest = self.layers[-1]
         self.c_masks = {n: None if c_mask is None else resize_mask(c_mask, self.layer_hw(n)) for n in c_layers}
@@ -102,7 +42,7 @@ class Objective:
             t = self.c_targets[n]
             m = self.c_masks[n]
             count = t.numel() * (1.0 if m is None else float(m.mean()))
-            self.c_scale[n] = c_weight * CONTENT_SCALE * a / ((float(sum_sq(t)) / t.numel() + EPS) * max(count, EPS))
+            self.c_scale[n] = c_weight * a / ((float(sum_sq(t)) / t.numel() + EPS) * max(count, EPS))
         # Style views: per (term, layer) the mask at the layer's size and its total weight.
         self.views = {}
         for i, term in enumerate(styles):
@@ -112,9 +52,9 @@ class Objective:
                 if mass > 0:
                     self.views[(i, n)] = (m, mass)
         # Gram: each view's target and factors, and its weight in the total (one dot product).
-        if hasattr(stat, "view_constants"):
-            self.gram_views = {(i, n): stat.view_constants(styles[i].targets[n], mass,
-                                                           style_weight * styles[i].strength * styles[i].layers[n])
+        if hasattr(self.stat, "view_constants"):
+            self.gram_views = {(i, n): self.stat.view_constants(styles[i].targets[n], mass,
+                                                                self.style_weight * styles[i].weight * styles[i].layers[n])
                                for (i, n), (_, mass) in self.views.items()}
             self.gram_coef = torch.tensor([v.coef for v in self.gram_views.values()], dtype=torch.float32,
                                           device=model.mean.device)
@@ -133,16 +73,12 @@ class Objective:
     def _weights(self, mask: Optional[torch.Tensor], block: Block, stride: int) -> Optional[torch.Tensor]:
         return None if mask is None else mask[block.glob(stride)].reshape(-1)
 
-    def core(self, feats: Dict[str, torch.Tensor], block: Block, name: str) -> torch.Tensor:
-        f = feats[name]
-        return f if block.is_whole() else f[(...,) + block.local(layer_stride(name))]
-
     def block_sums(self, feats, block: Block) -> Dict[tuple, Dict[str, torch.Tensor]]:
         """Moment sums of the block's positions for every style view (moment statistics only)."""
         out = {}
         for (i, n), (m, _) in self.views.items():
             w = self._weights(m, block, layer_stride(n))
-            out[(i, n)] = moment_sums(self.core(feats, block, n), w, self.stat.needs, mass=False)
+            out[(i, n)] = moment_sums(block.core_of(feats[n], n), w, self.stat.needs, mass=False)
         return out
 
     def style_from_sums(self, sums) -> Tuple[torch.Tensor, Dict[tuple, Dict[str, torch.Tensor]]]:
@@ -156,7 +92,7 @@ class Objective:
             term = self.styles[i]
             mass = self.views[(i, n)][1]
             e = {k: v / mass for k, v in leaf.items()}
-            total = total + term.strength * term.layers[n] * self.stat.distance(self.stat.stat(e), term.targets[n])
+            total = total + term.weight * term.layers[n] * self.stat.distance(self.stat.stat(e), term.targets[n])
         style = self.style_weight * total
         flat = [v for leaf in leaves.values() for v in leaf.values()]
         grads = torch.autograd.grad(style, flat) if flat and style.requires_grad else [None] * len(flat)
@@ -180,7 +116,7 @@ class Objective:
         for (i, n), (m, _) in self.views.items():
             term = self.styles[i]
             loss, g = self.stat.loss_and_gradient(feats[n], m, term.targets[n])
-            scale = self.style_weight * term.strength * term.layers[n]
+            scale = self.style_weight * term.weight * term.layers[n]
             total = total + scale * loss
             if g is not None:
                 grads[(i, n)] = g.mul_(scale)
@@ -189,7 +125,7 @@ class Objective:
     def content_value(self, feats, block: Block) -> torch.Tensor:
         total = None
         for n in self.c_layers:
-            d, m = self._content_diff(self.core(feats, block, n).detach(), block, n)
+            d, m = self._content_diff(block.core_of(feats[n], n).detach(), block, n)
             value = self.c_scale[n] * (sum_sq(d) if m is None else (d.float().pow(2) * m).sum())
             total = value if total is None else total + value
         return total if total is not None else torch.zeros((), device=feats[self.deepest].device)
@@ -234,7 +170,7 @@ class Objective:
         feats.clear()   # the hooks hold this dict: emptied, the activations are freed now, not by the GC
 
     def _add_to(self, grad, name, feats, block, dsums, direct) -> None:
-        f = self.core(feats, block, name).detach()
+        f = block.core_of(feats[name], name).detach()
         if block.is_whole():
             self.add_layer_gradient(name, grad, f.contiguous(memory_format=_format_of(grad)), block, dsums, direct)
             return

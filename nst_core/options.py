@@ -1,4 +1,8 @@
-"""What a run is asked to do: the targets, the loss weights, the options, and what it reports."""
+"""What a run is asked to do: the targets, the loss weights, the options, and what it reports.
+
+Every option is declared once, on its field (``spec.option``: default, range or choices, help);
+the command line, the ComfyUI nodes and ``checks`` build on those declarations.
+"""
 from __future__ import annotations
 
 import math
@@ -7,16 +11,23 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+from .spec import option
+
 DEFAULT_CONTENT_LAYERS = {"relu4_2": 1.0}
 # Shallow layers (brush strokes, colour) weigh more than deep ones, which copy the painting's objects.
 DEFAULT_STYLE_LAYERS = {"relu1_1": 4.0, "relu2_1": 2.0, "relu3_1": 1.0, "relu4_1": 0.5, "relu5_1": 0.5}
 MIN_SIZE = 32
+MAX_SIZE = 16384
+MIN_TILE = 64
+MAX_STEPS = 10000
 INITS = ("content", "noise", "style_mean", "image")
 COLOR_MODES = ("none", "luminance", "linear", "histogram")
 OPTIMIZERS = ("lbfgs", "adam")
 STYLE_LOSSES = ("gram", "mean_std", "w2", "sliced_w")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FLOWS = ("dis", "farneback", "shift")   # frame-to-frame motion: OpenCV's optical flows, or one global shift
+SWITCH = ("auto", "on", "off")
+STRENGTH_RANGE = 10.0   # style strength 0 / 1 divides / multiplies the style weight by this
 
 
 class StylizeError(ValueError):
@@ -35,60 +46,118 @@ class Interrupted(Exception):
 class ContentTarget:
     image: torch.Tensor                      # [B, 3, H, W] RGB 0..1 (B = frames)
     layers: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CONTENT_LAYERS))
-    weight: float = 1.0                      # multiplies LossWeights.content
+    weight: float = option(1.0, "Multiplies the content weight: higher keeps more of the photo.",
+                           low=0.0, high=1000.0, step=0.05, cli=False)
     mask: Optional[torch.Tensor] = None      # [H, W] or [N, H, W], 0..1: where the content term applies
+    init_image: Optional[torch.Tensor] = None   # [N, 3, H, W]: the start with init "image" (one per frame, or one)
 
 
 @dataclass
 class StyleTarget:
     image: torch.Tensor                      # [1, 3, H, W] RGB 0..1 (more images are averaged)
     layers: Dict[str, float] = field(default_factory=lambda: dict(DEFAULT_STYLE_LAYERS))
-    weight: float = 1.0                      # relative weight among blended styles / region strength
-    scale: float = 1.0                       # style image long side relative to the output's
+    weight: float = option(1.0, "Blend weight among the styles without a mask (relative), or the strength of a "
+                                "masked style in its region.", low=0.0, high=1000.0, step=0.05, cli=False)
+    scale: float = option(1.0, "Size of the painting relative to the output: below 1 gives smaller brush strokes, "
+                               "above 1 larger ones (0.25-4 is the useful range).", low=0.05, high=8.0, step=0.05,
+                          flag="--style-scale")
     mask: Optional[torch.Tensor] = None      # [H, W] or [N, H, W], 0..1: region of the output
     source_mask: Optional[torch.Tensor] = None   # [H, W], 0..1: the region of the style image to take
 
 
 @dataclass
 class LossWeights:
-    content: float = 10.0          # with style 100: the calibrated balance (bench/calibrate.py)
-    style: float = 100.0
-    tv: float = 1e-3
-    temporal: float = 1000.0
-    photoreal: float = 0.0          # > 0: photorealism regulariser (matting Laplacian, see photoreal.py)
-    strength: float = 0.5           # style strength 0..1 along the content-style trade-off; 0.5 = calibrated
+    content: float = option(10.0, "How much the result must keep the photo's content.",   # with style 100: calibrated
+                            low=0.0, high=1e5, step=0.1, key="content_weight")
+    style: float = option(100.0, "How much the result must match the painting's style (the style strength "
+                                 "multiplies it).", low=0.0, high=1e6, step=1.0, key="style_weight")
+    tv: float = option(1e-3, "Total variation: smooths high-frequency noise; 0 turns it off.",
+                       low=0.0, high=10.0, step=1e-4, key="tv_weight")
+    temporal: float = option(1000.0, "Video: how strongly each frame keeps the previous one's paint where the "
+                                     "optical flow is reliable; 0 turns it off.",
+                             low=0.0, high=1e5, step=1.0, key="temporal_weight")
+    photoreal: float = option(0.0, "Photorealism: the matting Laplacian of the content photo (Luan et al.), which "
+                                   "keeps its edges and shapes; 0 turns it off.",
+                              low=0.0, high=1e7, step=100.0, key="photoreal_weight")
+    strength: float = option(0.5, "Less or more of the painting, in even steps: 0.5 is the calibrated balance "
+                                  "(keeps the photo, paints it); 0.25 lighter, 0.75 heavier. Multiplies the style "
+                                  "weight by 0.1 at 0 and 10 at 1.", low=0.0, high=1.0, step=0.05, key="style_strength")
+
+    def style_weight(self) -> float:
+        """The style weight with the strength applied: even steps on a log scale, 0.5 → unchanged."""
+        return self.style * STRENGTH_RANGE ** (2.0 * self.strength - 1.0)
+
+
+@dataclass
+class VideoOptions:
+    """How a batch of frames is stylised as a video."""
+    temporal: bool = option(True, "Video (a batch of frames): start each frame from the previous result moved "
+                                  "along the optical flow, and keep it where the flow is reliable (much less "
+                                  "flicker); a scene cut starts afresh.")
+    flow: str = option("dis", "Video: how each frame follows the last. dis (OpenCV's DIS optical flow: fast) or "
+                              "farneback follow every moving thing; shift follows one camera pan only.", choices=FLOWS)
+    long_term: int = option(0, "Video: k > 1 also follows frames k, 2k and 4k back where the previous frame cannot "
+                               "(things hidden for a while keep their paint); 0: the previous frame only.",
+                            low=0, high=25)
+    passes: int = option(1, "Video: passes over the clip, alternately backwards and forwards, each refining every "
+                            "frame for the frame steps: steadier video, each pass adding about a later frame's time.",
+                         low=1, high=20)
+    frame_steps: int = option(0, "Video: iterations for every frame after the first, which starts from the "
+                                 "previous result at full size (0: as many as the first frame's last scale).",
+                              low=0, high=MAX_STEPS)
+    scene_cut: float = option(0.3, "Video: a frame starts afresh when fewer than this fraction of its pixels "
+                                   "follow the previous one.", low=0.0, high=1.0, cli=False)
 
 
 @dataclass
 class Options:
-    size: int = 512                 # long side of the output in pixels (0: the content's own size)
-    steps: int = 100                # iterations at the first (coarsest) scale
-    start_size: int = 256           # first scale's long side; >= size gives a single-scale run
-    scale_ratio: float = math.sqrt(2.0)
-    step_decay: float = 0.5         # each finer scale gets this fraction of the previous one's steps
-    min_scale_steps: int = 20
-    scale_steps: Optional[Sequence[int]] = None   # explicit steps per scale (overrides the above)
-    optimizer: str = "lbfgs"
-    lr: float = 0.02                # Adam step size in 0..1 pixel units
-    history_size: int = 0           # L-BFGS memory; 0 = memory-aware default
-    precondition: bool = True       # L-BFGS: spectral (1/f) initial Hessian, see lbfgs.py
-    init: str = "content"
-    init_image: Optional[torch.Tensor] = None
-    seed: int = 0
-    color: str = "none"             # none | luminance | linear | histogram
-    style_loss: str = "gram"        # gram | mean_std | w2 | sliced_w (see style_stats.py)
-    frame_steps: int = 0            # iterations for frames after the first (0: the last scale's)
-    temporal: bool = True           # warm-start + temporal loss across frames
-    flow: str = "dis"               # frame-to-frame motion: dis | farneback (optical flow) | shift (one global shift)
-    long_term: int = 0              # k > 1: pixels the previous frame cannot follow come from k, 2k, 4k frames back
-    passes: int = 1                 # > 1: more passes over a clip, alternately backwards and forwards (multi-pass)
-    scene_cut: float = 0.3          # a frame starts fresh when fewer than this fraction of its pixels follow the last
-    precision: str = "auto"         # auto | fp32 | bf16 | fp16 (the VGG pass; see runtime.py)
-    channels_last: str = "auto"     # auto | on | off
-    tile_size: int = 0              # > 0: the VGG pass of larger scales runs in tiles of this size
-    cudnn_benchmark: Optional[bool] = None   # cuDNN autotuner; None: as the host has it (it costs seconds per new size)
-    tf32: bool = True
-    cuda_graph: str = "off"         # auto | on | off: a step as one CUDA graph (graph.py); off until measured on a GPU
+    size: int = option(512, "Long side of the output in px. Time grows with the square of the size.",
+                       low=MIN_SIZE, high=MAX_SIZE, zero="the content's own size")
+    steps: int = option(100, "Iterations at the first (coarsest) scale; each finer scale gets half as many "
+                             "(at least 20).", low=1, high=MAX_STEPS)
+    init: str = option("content", "Starting image: content (the photo: fast, faithful), noise (more style, varies "
+                                  "with the seed), style_mean (the painting's mean colour) or image (an image of "
+                                  "your own).", choices=INITS)
+    seed: int = option(0, "Seed of the noise that the noise and style_mean starts use.", low=0, high=2 ** 64 - 1)
+    color: str = option("none", "Keep the photo's colours: luminance transfers the style on brightness only; "
+                                "linear and histogram recolour the painting to the photo first; none keeps the "
+                                "painting's colours.", choices=COLOR_MODES)
+    style_loss: str = option("gram", "Which statistics of the painting are matched: gram (Gatys et al., the "
+                                     "classic look), mean_std (per-channel mean and spread: colour and contrast, "
+                                     "lighter texture), w2 (mean and covariance, Wasserstein), sliced_w (whole "
+                                     "feature distributions: crisp textures; not with tiles).", choices=STYLE_LOSSES)
+    optimizer: str = option("lbfgs", "lbfgs converges in fewer steps (the classic choice); adam uses less "
+                                     "memory.", choices=OPTIMIZERS)
+    start_size: int = option(256, "Coarse to fine: the first scale's long side in px; sizes grow ×√2 up to the "
+                                  "output size (at least the size: one scale only).",
+                             low=MIN_SIZE, high=MAX_SIZE, zero="one scale only")
+    precision: str = option("auto", "VGG arithmetic: auto uses bf16 on GPUs that support it and on CPUs with AMX, "
+                                    "fp32 elsewhere; loss values add up in fp32 either way.", choices=PRECISIONS)
+    tile_size: int = option(0, "For outputs too large for the device's memory: the network runs in tiles of at "
+                               "most this many px while the whole image is optimised, so the result is the "
+                               "untiled one, without seams. Slower (each tile is seen with up to 96 px of context, "
+                               "twice): use large tiles.", low=MIN_TILE, high=MAX_SIZE, zero="no tiles")
+    lr: float = option(0.02, "Adam's step size, in 0..1 pixel units.", low=1e-5, high=1.0, step=0.005)
+    history_size: int = option(0, "L-BFGS memory in pairs; 0 picks a memory-aware default (20, fewer for huge "
+                                  "images).", low=0, high=200)
+    scale_ratio: float = option(math.sqrt(2.0), "Coarse to fine: each scale's long side over the previous one's.",
+                                low=1.05, high=4.0, cli=False)
+    step_decay: float = option(0.5, "Coarse to fine: each finer scale gets this fraction of the previous one's "
+                                    "iterations.", low=0.01, high=1.0, cli=False)
+    min_scale_steps: int = option(20, "Coarse to fine: the fewest iterations a scale gets.", low=1, high=MAX_STEPS,
+                                  cli=False)
+    scale_steps: Optional[Sequence[int]] = None   # explicit steps per scale (overrides the three above)
+    precondition: bool = option(True, "L-BFGS: a spectral (1/frequency) initial Hessian, so that early steps move "
+                                      "layout and colour areas as fast as fine detail.", cli=False)
+    channels_last: str = option("auto", "Feature layout: auto uses channels_last on CUDA and CPUs (their fast "
+                                        "layout), not on MPS.", choices=SWITCH, cli=False)
+    cudnn_benchmark: Optional[bool] = None   # cuDNN's autotuner; None: as the host has it (it costs seconds per new size)
+    tf32: bool = option(True, "TF32 matrix arithmetic on the CUDA GPUs that have it.", cli=False)
+    cuda_graph: str = option("off", "Each iteration as one CUDA graph (a few eager ones first, then one launch an "
+                                    "iteration); tiles, Adam and other devices run eagerly. auto and on use it "
+                                    "where it can run (on says when it cannot); off until measured on a GPU.",
+                             choices=SWITCH, cli=False)
+    video: VideoOptions = field(default_factory=VideoOptions)
 
 
 @dataclass

@@ -39,6 +39,8 @@ from typing import Dict, Optional, Tuple
 import torch
 import torch.nn.functional as F
 
+from .spec import option
+
 EPS = 1e-7            # Luan et al.'s ε, for 0..1 images
 WINDOW = 3            # window side (radius 1), as Levin et al. and Luan et al.
 REACH = WINDOW - 1    # farthest offset that two pixels of one window can have
@@ -50,11 +52,20 @@ class PhotorealError(ValueError):
     """Inputs the photorealism pieces cannot use; the message says what to do."""
 
 
+@dataclass
+class Smoothing:
+    """The final guided filter (:func:`smooth`)."""
+    radius: int = option(0, "Final edge-preserving smoothing (a guided filter with the content photo as guide): "
+                            "the window radius in px; 0: off.", low=0, high=64, flag="--smooth-radius")
+    eps: float = option(1e-4, "Which edges of the photo the smoothing keeps: variations below about √eps (in 0..1 "
+                              "units) are smoothed away.", low=1e-6, high=1.0, step=1e-5, cli=False)
+
+
 @dataclass(frozen=True)
 class PhotorealSettings:
     """What ``--photorealistic`` sets (see the module docstring)."""
     photoreal: float = 1e4          # LossWeights.photoreal
-    content: float = 10.0           # LossWeights.content (default 5): keep more of the photo
+    content: float = 10.0           # LossWeights.content (the default too)
     style_layers: Dict[str, float] = field(default_factory=lambda: {
         "relu1_1": 1.0, "relu2_1": 1.0, "relu3_1": 1.0, "relu4_1": 0.2})
     init: str = "content"

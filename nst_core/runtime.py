@@ -5,7 +5,6 @@ import contextlib
 
 import torch
 
-from . import memory
 from .options import Options, StylizeError
 from .vgg import VGGFeatures
 
@@ -97,38 +96,3 @@ def memory_format_for(device: torch.device, setting: str):
     """``auto`` → channels_last on CUDA and CPU (cuDNN's and oneDNN's fast layout), not on MPS."""
     on = device.type in ("cuda", "cpu") if setting == "auto" else setting == "on"
     return torch.channels_last if on else None
-
-
-def check_memory(opts: Options, device: torch.device, plan) -> None:
-    """On the CPU, refuse a run estimated to need more memory than the system has available: past
-    that, Linux's out-of-memory killer ends the whole process (ComfyUI with it) instead of an
-    error. GPUs raise an out-of-memory error, which the loop turns into a message."""
-    if device.type != "cpu":
-        return
-    avail = memory.available_memory()
-    if avail is None:
-        return
-    h, w = plan[-1][0]
-    reduced = resolve_precision(device, opts.precision) != "fp32"
-    tile = opts.tile_size if is_tiled(opts, (h, w)) else 0
-    need = memory.run_need(h * w, reduced, tile)
-    if need <= avail:
-        return
-    def amount(n):
-        return f"{n / 1024 ** 3:.1f} GB" if n >= 1024 ** 3 else f"{n / 1024 ** 2:.0f} MB"
-    what = f"in {tile} px tiles " if tile else ""
-    fit = memory.largest_tile(avail, reduced, h * w)
-    if fit:
-        hint = f"Set a {'smaller ' if tile else ''}tile size (about {fit} px) to optimise in tiles, or lower the output size"
-    else:
-        hint = "Lower the output size"
-    if not reduced:
-        hint += ", or use bf16 precision (about half the memory)"
-    raise StylizeError(
-        f"a {w}×{h} px run {what}on the CPU needs about {amount(need)} of memory and "
-        f"{amount(avail)} is available. {hint}.")
-
-
-def is_tiled(opts: Options, hw) -> bool:
-    """Whether a scale of this size runs its VGG pass in tiles."""
-    return opts.tile_size > 0 and max(hw) > opts.tile_size

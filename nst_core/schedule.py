@@ -1,12 +1,10 @@
-"""The coarse-to-fine schedule and the starting image."""
+"""The coarse-to-fine schedule: the size and the iterations of each scale."""
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from typing import List, Tuple
 
-import torch
-
-from .image import fit_size, resize
-from .options import MIN_SIZE, Options, StyleTarget, StylizeError
+from .image import fit_size
+from .options import MIN_SIZE, Options, StylizeError
 
 
 def plan_scales(content_hw: Tuple[int, int], opts: Options) -> List[Tuple[Tuple[int, int], int]]:
@@ -34,22 +32,3 @@ def plan_scales(content_hw: Tuple[int, int], opts: Options) -> List[Tuple[Tuple[
             raise StylizeError(f"the content's aspect ratio gives a {w}×{h} px scale, too thin for VGG; "
                                "raise the size or start size")
     return plan
-
-
-def _noise(shape, seed: int, device) -> torch.Tensor:
-    g = torch.Generator().manual_seed(int(seed) % 2 ** 64)   # a seed near 2⁶⁴ plus the frame index wraps
-    return torch.rand(shape, generator=g).to(device)
-
-
-def initial_image(opts: Options, content: torch.Tensor, styles: Sequence[StyleTarget], frame: int, device) -> torch.Tensor:
-    hw = tuple(content.shape[-2:])
-    if opts.init == "content":
-        return content.clone()
-    if opts.init == "noise":
-        return _noise((1, 3) + hw, opts.seed + frame, device)
-    if opts.init == "style_mean":
-        mean = sum(st.image.to(device).float().mean((0, 2, 3)) * max(st.weight, 0) for st in styles)
-        mean = mean / max(sum(max(st.weight, 0) for st in styles), 1e-8)
-        return (mean.view(1, 3, 1, 1) + 0.1 * (_noise((1, 3) + hw, opts.seed + frame, device) - 0.5)).clamp(0, 1)
-    init = opts.init_image.to(device=device, dtype=torch.float32)
-    return resize(init[min(frame, init.shape[0] - 1):][:1], hw)

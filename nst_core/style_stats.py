@@ -102,7 +102,7 @@ def add_moment_gradient(grad: torch.Tensor, features: torch.Tensor, weights: Opt
 
 class Gram:
     """E[f fᵀ] (Gatys et al.); distance: mean squared difference over mean square of the target."""
-    name, needs, tileable = "gram", ("ffT",), True
+    needs, tileable = ("ffT",), True
 
     def stat(self, e: Moments) -> Dict[str, torch.Tensor]:
         return {"gram": e["ffT"]}
@@ -137,7 +137,7 @@ class GramView:
 
 class MeanStd:
     """Per-channel mean and standard deviation."""
-    name, needs, tileable = "mean_std", ("f", "f2"), True
+    needs, tileable = ("f", "f2"), True
 
     def stat(self, e: Moments) -> Dict[str, torch.Tensor]:
         var = (e["f2"] - e["f"].pow(2)).clamp_min(0)
@@ -154,7 +154,7 @@ class MeanStd:
 class W2:
     """The Wasserstein-2 distance between N(μ, Σ) of the output and of the painting:
     ‖μ − μₜ‖² + tr Σ + tr Σₜ − 2 tr (Σₜ^½ Σ Σₜ^½)^½, over ‖μₜ‖² + tr Σₜ."""
-    name, needs, tileable = "w2", ("f", "ffT"), True
+    needs, tileable = ("f", "ffT"), True
 
     def stat(self, e: Moments) -> Dict[str, torch.Tensor]:
         mu = e["f"]
@@ -191,7 +191,7 @@ def _precise(a: torch.Tensor) -> torch.Tensor:
 class SlicedW:
     """Mean squared difference of the sorted projections of output and painting features on fixed
     random directions (the painting's quantiles resampled to the output's number of positions)."""
-    name, needs, tileable = "sliced_w", (), False
+    needs, tileable = (), False
 
     def __init__(self, seed: int = 0):
         self.seed = seed
@@ -212,10 +212,6 @@ class SlicedW:
         if mask is not None:
             m = m[mask.reshape(-1) > 0.5]
         return m.float() @ self.directions(m.shape[1], m.device)
-
-    def target(self, features: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        """The painting's quantiles ``[K, Q]`` on each direction."""
-        return self.projections(features, mask).sort(0).values.t().contiguous()
 
     @staticmethod
     def blend(quantiles: Sequence[torch.Tensor], weights: Sequence[float]) -> torch.Tensor:

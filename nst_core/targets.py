@@ -1,6 +1,6 @@
 """Targets at one scale: the content's features and the styles' statistics.
 
-A style image larger than the tile size is seen in blocks (``tiling.block_features``): its moment
+A style image larger than the tile size is seen in blocks (``blocks.block_features``): its moment
 sums add up exactly over the blocks' cores, so its memory is one block's however large it is.
 Styles without a mask are blended into one target per layer, weighted by their weights.
 """
@@ -11,12 +11,12 @@ from typing import Dict, List, Optional, Sequence
 import torch
 
 from . import color as colorlib
+from .blocks import block_features
 from .image import fit_size, resize
-from .objective import StyleTerm
-from .options import MIN_SIZE, StyleTarget, StylizeError
 from .losses import resize_mask
+from .options import MIN_SIZE, StyleTarget, StylizeError
 from .style_stats import SlicedW, expectations, moment_sums
-from .tiling import block_features
+from .terms import ContentTerm, StyleTerm
 from .vgg import layer_stride
 
 
@@ -37,6 +37,14 @@ def pick_mask(mask: Optional[torch.Tensor], frame: int) -> Optional[torch.Tensor
     if m.dim() == 4:
         m = m[:, 0]
     return m if m.dim() == 2 else m[min(frame, m.shape[0] - 1)]
+
+
+def content_term(job, c_img: torch.Tensor, frame: int) -> ContentTerm:
+    """The content term of one scale of one frame (``c_img``: the photo at that scale)."""
+    layers = normalised(job.content.layers)
+    targets = content_features(job.model, job.as_seen(c_img), list(layers), job.memory_format,
+                               job.tile_at(c_img.shape[-2:]))
+    return ContentTerm(layers, targets, job.weights.content * job.content.weight, pick_mask(job.content.mask, frame))
 
 
 @torch.no_grad()
@@ -117,13 +125,16 @@ def _prepared(stat, raw: Dict[str, object]) -> Dict[str, object]:
     return {n: stat.prepare(stat.stat(e)) for n, e in raw.items()}
 
 
-def style_terms(model, styles: Sequence[StyleTarget], content_img: torch.Tensor, frame: int, color: str,
-                memory_format, tile: int, stat) -> List[StyleTerm]:
+def style_terms(job, content_img: torch.Tensor, frame: int) -> List[StyleTerm]:
     """The style terms of one scale (``content_img`` is the content at that scale): unmasked styles
-    blended into one term, each masked style a term of its own."""
+    blended into one term, each masked style a term of its own. With a tile size, a style image
+    larger than it is seen in blocks too (a pass without a graph keeps only the tapped layers, so a
+    style image somewhat larger than the output fits untiled)."""
+    styles, stat = job.styles, job.stat
     out_long = max(content_img.shape[-2:])
-    raw = [style_statistics(model, style_image_at(st, out_long, content_img, color), list(st.layers),
-                            memory_format, tile, stat, pick_mask(st.source_mask, 0)) for st in styles]
+    raw = [style_statistics(job.model, style_image_at(st, out_long, content_img, job.opts.color), list(st.layers),
+                            job.memory_format, job.opts.tile_size, stat, pick_mask(st.source_mask, 0))
+           for st in styles]
     terms = []
     unmasked = [(st, r) for st, r in zip(styles, raw) if st.mask is None]
     if unmasked:

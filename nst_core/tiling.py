@@ -12,57 +12,14 @@ activations are held per block; the image, its gradient and the optimiser state 
    gradient.
 
 The gradient is the untiled one up to what the halo cuts off: features near a block's core see
-zero padding where the untiled pass sees more image. Block edges lie on multiples of ``ALIGN``,
-the largest stride of the tapped layers, so every layer's grid is cut exactly.
+zero padding where the untiled pass sees more image (the geometry is in ``blocks``).
 """
 from __future__ import annotations
 
-from typing import Dict, Iterator, List, Tuple
-
 import torch
 
-from .objective import Block, Objective, finish_terms
-
-ALIGN = 16   # stride of relu5_x, the deepest layers used
-HALO = 96    # px of context around a block's core: the gradient within 1e-6 of the untiled one at 512 px (64: 2e-3)
-
-
-def halo_for(tile: int) -> int:
-    """The context around each core: ``HALO``, less for small tiles (at most a third of the tile)."""
-    return max(ALIGN, min(HALO, tile // 3 // ALIGN * ALIGN))
-
-
-def blocks(hw: Tuple[int, int], tile: int) -> List[Block]:
-    """Blocks whose crops (core + halo) are at most ``tile`` px a side and whose cores tile ``hw``."""
-    halo = halo_for(tile)
-    core = max(ALIGN, (tile - 2 * halo) // ALIGN * ALIGN)
-
-    def spans(n: int) -> List[Tuple[int, int, int, int]]:
-        out = []
-        for a in range(0, n, core):
-            b = n if a + core >= n else a + core
-            out.append((max(0, a - halo), min(n, b + halo), a, b))
-            if b == n:
-                break
-        return out
-    return [Block((cy0, cy1, cx0, cx1), (y0, y1, x0, x1))
-            for cy0, cy1, y0, y1 in spans(hw[0]) for cx0, cx1, x0, x1 in spans(hw[1])]
-
-
-def crop(image: torch.Tensor, block: Block) -> torch.Tensor:
-    y0, y1, x0, x1 = block.crop
-    return image[..., y0:y1, x0:x1]
-
-
-def block_features(model, image: torch.Tensor, layers, memory_format, tile: int) -> Iterator[Tuple[Block, Dict]]:
-    """``(block, features of its crop)`` over the blocks of ``image`` (one block if it fits a tile)."""
-    hw = tuple(image.shape[-2:])
-    bl = blocks(hw, tile) if 0 < tile < max(hw) else [Block((0, hw[0], 0, hw[1]), (0, hw[0], 0, hw[1]))]
-    for b in bl:
-        x = crop(image, b)
-        if memory_format is not None:
-            x = x.contiguous(memory_format=memory_format)
-        yield b, model(x, layers)
+from .blocks import blocks, crop
+from .objective import Objective, finish_terms
 
 
 def evaluate_tiled(obj: Objective, x: torch.Tensor, tile: int):

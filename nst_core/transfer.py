@@ -8,13 +8,12 @@ Deviations from Gatys et al. (one line each):
   lean to the shallow ones (see ``options``), and ``strength`` scales the style weight on a log scale;
 - styles without a mask are blended into one target per layer, weighted by their weights;
 - frames after the first start from the previous stylised frame moved along the input's optical
-  flow (``frames``), with a temporal loss where the flow is reliable; a scene cut starts afresh;
+  flow (``video.frames``), with a temporal loss where the flow is reliable; a scene cut starts afresh;
 - with ``passes`` > 1, further passes run backwards and forwards over the clip (Ruder et al.'s
   multi-pass), each frame refined for ``frame_steps`` iterations from a blend with its neighbour.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import partial
 from typing import Callable, List, Optional, Sequence
 
@@ -22,40 +21,22 @@ import torch
 
 from . import color as colorlib
 from .checks import validate
-from .frames import FrameGuide
 from .image import resize
+from .job import Job
 from .loop import LossLog, RunState, optimise
-from .objective import Objective, PixelTerms, style_multiplier
-from .options import (ContentTarget, LossWeights, Options, Result, StepInfo, StyleTarget, StylizeError)
-from .runtime import check_memory, device_settings, is_tiled, memory_format_for, runtime_model
-from .schedule import initial_image, plan_scales
+from .memory import check_memory
+from .objective import Objective
+from .options import ContentTarget, LossWeights, Options, Result, StepInfo, StyleTarget, StylizeError
+from .runtime import device_settings, memory_format_for, runtime_model
+from .schedule import plan_scales
+from .start import initial_image
 from .style_stats import statistic
-from .targets import content_features, normalised, pick_mask, style_terms
+from .targets import content_term, style_terms
+from .terms import PhotorealTerm, PixelTerms, TemporalTerm
 from .tiling import evaluate_tiled
 from .vgg import VGGFeatures
 
 NEIGHBOUR_SHARE = 0.5   # a later pass starts each frame half from its neighbour, half from itself (Ruder's δ)
-
-
-@dataclass
-class Job:
-    """What every scale and frame of one run shares."""
-    model: VGGFeatures                 # the runtime model (reduced precision where chosen)
-    content: ContentTarget
-    styles: Sequence[StyleTarget]
-    weights: LossWeights
-    opts: Options
-    memory_format: object
-    stat: object
-    plan: list
-
-    @property
-    def device(self) -> torch.device:
-        return self.model.mean.device
-
-    def as_seen(self, image: torch.Tensor) -> torch.Tensor:
-        """The image as the optimiser works on it: grey luminance in luminance mode."""
-        return colorlib.gray3(colorlib.luminance(image)) if self.opts.color == "luminance" else image
 
 
 def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTarget],
@@ -71,33 +52,47 @@ def stylize(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTa
     weights = weights or LossWeights()
     opts = opts or Options()
     validate(model, content, styles, opts, weights)
-    device = next(model.parameters()).device
-    frames = content.image.to(device=device, dtype=torch.float32)
-    plan = plan_scales(tuple(frames.shape[-2:]), opts)
-    check_memory(opts, device, plan)
-    job = Job(runtime_model(model, device, opts), content, styles, weights, opts,
-              memory_format_for(device, opts.channels_last), statistic(opts.style_loss), plan)
-    later = [(plan[-1][0], opts.frame_steps or plan[-1][1])] if opts.temporal else plan
+    job = prepare(model, content, styles, weights, opts)
+    check_memory(job)
+    frames = content.image.to(device=job.device, dtype=torch.float32)
+    plan, device = job.plan, job.device
     n = frames.shape[0]
-    refine = (opts.passes - 1) * n * later[0][1] if opts.temporal and n > 1 else 0
+    video = opts.video if n > 1 else None
+    later = [(plan[-1][0], video.frame_steps or plan[-1][1])] if video and video.temporal else plan
+    refine = (video.passes - 1) * n * later[0][1] if video and video.temporal else 0
     total = sum(k for _, k in plan) + (n - 1) * sum(k for _, k in later) + refine
     run = RunState(opts, total, LossLog(total, device), callback, interrupt, n_frames=n)
     scale_starts: List[int] = []
     with device_settings(device, opts), torch.enable_grad():
         results, shown = _first_pass(job, frames, later, run, scale_starts, keep=refine > 0)
-        for p in range(1, opts.passes if refine else 1):
+        for p in range(1, video.passes if refine else 1):
             order = range(n - 1, -1, -1) if p % 2 else range(n)
             _refine_pass(job, frames, later, run, order, (results, shown))
     return Result(torch.cat(shown), run.log.as_lists(), scale_starts, [hw for hw, _ in plan])
+
+
+def prepare(model: VGGFeatures, content: ContentTarget, styles: Sequence[StyleTarget], weights: LossWeights,
+            opts: Options) -> Job:
+    """The run's shared context: the model as it runs on its device, the statistic, the plan."""
+    device = next(model.parameters()).device
+    return Job(runtime_model(model, device, opts), content, styles, weights, opts,
+               memory_format_for(device, opts.channels_last), statistic(opts.style_loss),
+               plan_scales(tuple(content.image.shape[-2:]), opts))
+
+
+def _frame_guide(job: Job):
+    """What moves the last stylised frame onto the next (imported here: only clips need OpenCV)."""
+    from .video.frames import FrameGuide
+    return FrameGuide(job.opts.video)
 
 
 def _first_pass(job: Job, frames: torch.Tensor, later, run: RunState, scale_starts: List[int], keep: bool):
     """Every frame in order: the first (and any after a scene cut) through all scales, the others
     from the previous result moved along the flow. Returns the frames as optimised (kept only for
     later passes: a long clip would hold every frame twice) and as shown."""
-    plan, opts = job.plan, job.opts
+    plan = job.plan
     results, shown = [], []
-    guide = FrameGuide(opts) if opts.temporal else None
+    guide = _frame_guide(job) if frames.shape[0] > 1 and job.opts.video.temporal else None
     for t in range(frames.shape[0]):
         frame = frames[t:t + 1]
         run.frame = t
@@ -108,7 +103,7 @@ def _first_pass(job: Job, frames: torch.Tensor, later, run: RunState, scale_star
         if guide is not None:
             guide.remember(frame, x)
         results.append(x if keep else None)
-        shown.append(run.shown(x))
+        shown.append(_shown(run, x, frame))
     return results, shown
 
 
@@ -117,14 +112,18 @@ def _refine_pass(job: Job, frames: torch.Tensor, later, run: RunState, order, do
     its last result blended with the neighbour just refined, moved along the flow, so consistency
     spreads both ways through the clip. Updates ``done`` = (results, shown) in place."""
     results, shown = done
-    guide = FrameGuide(job.opts)
+    guide = _frame_guide(job)
     for t in order:
         frame = frames[t:t + 1]
         run.frame = t
         follow = guide.follow(resize(frame, later[0][0])) if guide.past else None
         x = _frame(job, frame, later, follow, run, [], prior=results[t])
         guide.remember(frame, x)
-        results[t], shown[t] = x, run.shown(x)
+        results[t], shown[t] = x, _shown(run, x, frame)
+
+
+def _shown(run: RunState, x: torch.Tensor, frame: torch.Tensor) -> torch.Tensor:
+    return run.shown(x, resize(frame, tuple(x.shape[-2:])))
 
 
 def _frame(job: Job, frame: torch.Tensor, plan, follow, run: RunState, scale_starts: List[int],
@@ -141,17 +140,16 @@ def _frame(job: Job, frame: torch.Tensor, plan, follow, run: RunState, scale_sta
         if follow is not None:
             x, temporal = _follow(job, follow, c_img, run.frame, prior)
         if x is None:
-            x = job.as_seen(initial_image(job.opts, job.as_seen(c_img), job.styles, run.frame, job.device))
+            x = job.as_seen(initial_image(job, job.as_seen(c_img), run.frame))
         elif tuple(x.shape[-2:]) != tuple(hw):
             x = resize(x, hw)
         if run.frame == 0:
             scale_starts.append(run.iteration)
-        obj = _objective(job, c_img, run.frame, temporal)
-        tiled = is_tiled(job.opts, hw)
-        evaluate = partial(evaluate_tiled, obj, tile=job.opts.tile_size) if tiled else obj.evaluate
-        run.color_source = c_img
+        obj = objective_at(job, c_img, run.frame, temporal)
+        tile = job.tile_at(hw)
+        evaluate = partial(evaluate_tiled, obj, tile=tile) if tile else obj.evaluate
         try:
-            x = optimise(evaluate, x, steps, run, tiled=tiled)
+            x = optimise(evaluate, x, steps, run, c_img, tiled=bool(tile))
         except torch.OutOfMemoryError:
             raise StylizeError(
                 f"out of memory on {job.device} at {hw[1]}×{hw[0]} px. Lower the output size, set a tile size "
@@ -167,28 +165,18 @@ def _follow(job: Job, g, c_img: torch.Tensor, t: int, prior: Optional[torch.Tens
     if prior is not None:
         share, base = g.valid * NEIGHBOUR_SHARE, prior
     elif job.opts.init != "content":
-        share, base = g.valid, initial_image(job.opts, c_img, job.styles, t, job.device)
+        share, base = g.valid, initial_image(job, c_img, t)
     else:   # areas entering the view or changed: the photo in the stylised frame's colours
         share, base = g.valid, colorlib.match_color(c_img, g.warped, "linear")
     x = job.as_seen(g.warped * share + base * (1 - share))
-    return x, (g.warped.detach(), g.reliable.detach(), job.weights.temporal)
+    return x, TemporalTerm(g.warped.detach(), g.reliable.detach(), job.weights.temporal)
 
 
-def _objective(job: Job, c_img: torch.Tensor, t: int, temporal) -> Objective:
-    """The objective of one scale of one frame."""
-    hw = tuple(c_img.shape[-2:])
-    opts, w = job.opts, job.weights
-    tile = opts.tile_size if is_tiled(opts, hw) else 0
-    c_layers = normalised(job.content.layers)
-    c_targets = content_features(job.model, job.as_seen(c_img), list(c_layers), job.memory_format, tile)
-    # With a tile size, a style image larger than it is seen in blocks too (a pass without a graph
-    # keeps only the tapped layers, so a style image somewhat larger than the output fits untiled).
-    terms = style_terms(job.model, job.styles, c_img, t, opts.color, job.memory_format, opts.tile_size, job.stat)
+def objective_at(job: Job, c_img: torch.Tensor, frame: int, temporal: Optional[TemporalTerm] = None) -> Objective:
+    """The objective of one scale of one frame (``c_img``: the photo at that scale)."""
     photoreal = None
-    if w.photoreal > 0:   # built once per scale from the content at that scale
+    if job.weights.photoreal > 0:   # built once per scale from the content at that scale
         from .photoreal import laplacian_term
-        photoreal = (laplacian_term(c_img), w.photoreal)
-    pixel = PixelTerms(w.tv, temporal, photoreal)
-    content = (c_layers, c_targets, w.content * job.content.weight, pick_mask(job.content.mask, t))
-    return Objective(job.model, hw, job.memory_format, job.stat, content, terms,
-                     w.style * style_multiplier(w.strength), pixel)
+        photoreal = PhotorealTerm(laplacian_term(c_img), job.weights.photoreal)
+    pixel = PixelTerms(job.weights.tv, temporal, photoreal)
+    return Objective(job, c_img.shape[-2:], content_term(job, c_img, frame), style_terms(job, c_img, frame), pixel)

@@ -16,6 +16,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import nst_core
 from nst_core import graph, loop, style_stats, transfer
+from nst_core.job import Job
 from nst_core.schedule import plan_scales
 
 aten = torch.ops.aten
@@ -109,9 +110,9 @@ def _live_storages():
 
 
 def _step(vgg, content, style, opts):
-    job = transfer.Job(vgg, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)], nst_core.LossWeights(),
-                       opts, torch.channels_last, style_stats.statistic(opts.style_loss), None)
-    obj = transfer._objective(job, content, 0, None)
+    job = Job(vgg, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)], nst_core.LossWeights(),
+              opts, torch.channels_last, style_stats.statistic(opts.style_loss), None)
+    obj = transfer.objective_at(job, content, 0)
     run = loop.RunState(opts, 10, loop.LossLog(10, content.device))
     return loop.Step(obj.evaluate, content, run), run
 

@@ -4,13 +4,15 @@ import torch
 
 import nst_core
 from nst_core import color as C
-from nst_core import frames as framing, targets
+from nst_core import targets
+from nst_core.video import frames as framing
 from testlib import gram_targets, sample_image
 
 
 def opts(size, **kw):
     kw.setdefault("steps", 30)
-    return nst_core.Options(size=size, start_size=0, **kw)
+    video = {k: kw.pop(k) for k in list(kw) if k in nst_core.specs(nst_core.VideoOptions)}
+    return nst_core.Options(size=size, start_size=0, video=nst_core.VideoOptions(**video), **kw)
 
 
 def style_score(vgg, image, style):
@@ -120,7 +122,7 @@ def test_style_scale_sets_the_gram_source_resolution(vgg, content96, scale):
 
 
 def test_style_scale_out_of_range_refused(vgg, content96, style96):
-    with pytest.raises(nst_core.StylizeError, match="style scale"):
+    with pytest.raises(nst_core.StylizeError, match="scale of style 1 is 20"):
         nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96, scale=20)],
                          opts=opts(64, steps=1))
 
@@ -128,8 +130,9 @@ def test_style_scale_out_of_range_refused(vgg, content96, style96):
 @pytest.mark.parametrize("init", ["style_mean", "image"])
 def test_init_options(vgg, content96, style96, init):
     other = sample_image("golden_gate.jpg", 96)
-    o = opts(64, steps=3, init=init, init_image=other if init == "image" else None)
-    r = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)], opts=o)
+    o = opts(64, steps=3, init=init)
+    ct = nst_core.ContentTarget(content96, init_image=other if init == "image" else None)
+    r = nst_core.stylize(vgg, ct, [nst_core.StyleTarget(style96)], opts=o)
     base = nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
                             opts=opts(64, steps=3))
     assert (r.image - base.image).abs().mean() > 0.02

@@ -11,14 +11,15 @@ import torch
 
 import nst_core
 from nst_core import losses, runtime, style_stats, transfer
+from nst_core.job import Job
 from nst_core.lbfgs import LBFGS
 
 
 def _objective(model, content, style, memory_format=None):
     opts = nst_core.Options()
-    job = transfer.Job(model, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)], nst_core.LossWeights(),
-                       opts, memory_format, style_stats.statistic("gram"), None)
-    return transfer._objective(job, content, 0, None)
+    job = Job(model, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)], nst_core.LossWeights(),
+              opts, memory_format, style_stats.statistic("gram"), None)
+    return transfer.objective_at(job, content, 0)
 
 
 def _loss_and_grad(obj, x):

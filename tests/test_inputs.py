@@ -8,6 +8,7 @@ import os
 import random
 import struct
 import zlib
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -64,21 +65,30 @@ def tiny_run(pair, out):
     ("--content-weight", "nan", "content weight is nan"),
     ("--tv-weight", "-1", "tv weight is -1"),
     ("--style-weight", "-100", "style weight is -100"),
-    ("--style-weight", "1e30", "use at most 1e+09"),   # finite, but the loss overflows: a black image
+    ("--style-weight", "1e30", "use a value from 0 to 1000000"),   # finite, but the loss overflows: a black image
     ("--size", "-5", "size is -5"),
-    ("--size", "20", "at least 32"),
+    ("--size", "20", "or a value from 32 to 16384"),
     ("--steps", "-1", "steps is -1"),
     ("--steps", "0", "steps is 0"),
     ("--start-size", "-3", "start size is -3"),
     ("--tile-size", "32", "tile size is 32"),
-    ("--lr", "0", "learning rate (lr) is 0"),
-    ("--lr", "nan", "learning rate (lr) is nan"),
-    ("--lr", "1e300", "at most 1"),
+    ("--lr", "0", "lr is 0"),
+    ("--lr", "nan", "lr is nan"),
+    ("--lr", "1e300", "from 1e-05 to 1"),
     ("--history-size", "-2", "history size is -2"),
     ("--seed", "-1", "seed is -1"),
-    ("--style-scale", "nan", "style scale (style 1) is nan"),
+    ("--style-scale", "nan", "scale of style 1 is nan"),
     ("--scale-steps", "0", "scale steps"),
-    ("--style-blend-weights", "-1", "blend weight of style 1 is -1"),
+    ("--style-blend-weights", "-1", "weight of style 1 is -1"),
+    # video options: a negative count is refused, never taken as "all"
+    ("--frames", "-1", "frames is -1"),
+    ("--passes", "0", "passes is 0"),
+    ("--long-term", "-2", "long term is -2"),
+    ("--long-term", "26", "from 0 to 25"),
+    ("--frame-steps", "-1", "frame steps is -1"),
+    ("--temporal-weight", "-1", "temporal weight is -1"),
+    ("--fps", "-5", "fps is -5"),
+    ("--smooth-radius", "-1", "radius is -1"),
     ("--style-blend-weights", "0", "every style weight is 0"),
 ])
 def test_cli_refuses_bad_numbers_before_anything_runs(tmp_path, pair, capsys, flag, value, needle):
@@ -92,7 +102,7 @@ def test_cli_refuses_bad_numbers_before_anything_runs(tmp_path, pair, capsys, fl
 def test_negative_blend_weight_among_several_refused(tmp_path, pair, capsys):
     out = tmp_path / "out.png"
     code, err = run_cli(capsys, pair[0], pair[1], pair[1], *tiny_run(pair, out)[2:], "--style-blend-weights=-1,2")
-    assert_refused(code, err, out, "blend weight of style 1 is -1")
+    assert_refused(code, err, out, "weight of style 1 is -1")
 
 
 def test_core_refuses_every_bad_number(vgg, content96, style96):
@@ -107,11 +117,16 @@ def test_core_refuses_every_bad_number(vgg, content96, style96):
             checks.validate(vgg, c, s, o, nst_core.LossWeights(**kw))
     bad_opts = [dict(size=-5), dict(size=20), dict(steps=0), dict(steps=-1), dict(start_size=-1), dict(lr=0.0),
                 dict(lr=math.nan), dict(history_size=-1), dict(tile_size=10), dict(seed=-1), dict(seed=2 ** 64),
-                dict(frame_steps=-1), dict(style_loss="gramm"), dict(precision="fp8"), dict(steps=2.5),
+                dict(style_loss="gramm"), dict(precision="fp8"), dict(steps=2.5),
                 dict(scale_steps=[0]), dict(channels_last="yes")]
+    bad_video = [dict(frame_steps=-1), dict(passes=0), dict(long_term=-1), dict(long_term=99), dict(flow="raft"),
+                 dict(temporal="yes"), dict(scene_cut=math.nan)]
     for kw in bad_opts:
         with pytest.raises(nst_core.StylizeError):
-            checks.validate(vgg, c, s, nst_core.Options(**{**o.__dict__, **kw}), nst_core.LossWeights())
+            checks.validate(vgg, c, s, replace(o, **kw), nst_core.LossWeights())
+    for kw in bad_video:
+        with pytest.raises(nst_core.StylizeError):
+            checks.validate(vgg, c, s, replace(o, video=nst_core.VideoOptions(**kw)), nst_core.LossWeights())
     for st in ([nst_core.StyleTarget(style96, weight=math.nan)], [nst_core.StyleTarget(style96, scale=math.inf)],
                [nst_core.StyleTarget(style96, weight=0.0)],
                [nst_core.StyleTarget(style96, layers={"relu1_1": math.nan})]):
@@ -123,7 +138,7 @@ def test_stylize_refuses_a_negative_blend_weight(vgg, content96, style96):
     """It used to count as 0: the other style alone, no word."""
     other = nst_core.resize_long(load_image(ASSETS / "the_scream.jpg"), 96)
     styles = [nst_core.StyleTarget(style96, weight=-1.0), nst_core.StyleTarget(other, weight=1.0)]
-    with pytest.raises(nst_core.StylizeError, match="blend weight of style 1 is -1"):
+    with pytest.raises(nst_core.StylizeError, match="weight of style 1 is -1"):
         nst_core.stylize(vgg, nst_core.ContentTarget(content96), styles,
                          opts=nst_core.Options(size=64, steps=1, start_size=0))
 

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import nst_core
-from nst_core import style_stats, tiling, transfer as T
+from nst_core import blocks, style_stats, tiling, transfer as T
+from nst_core.job import Job
 
 
 def _objective(vgg, content, style, stat="gram", masked=False, memory_format=None, color="none"):
@@ -18,8 +19,8 @@ def _objective(vgg, content, style, stat="gram", masked=False, memory_format=Non
         m[:, : content.shape[-1] // 2] = 1
         styles = [nst_core.StyleTarget(style, mask=m), nst_core.StyleTarget(style.flip(-1), mask=1 - m, weight=0.5)]
     opts = nst_core.Options(style_loss=stat, color=color)
-    job = T.Job(vgg, ct, styles, nst_core.LossWeights(), opts, memory_format, style_stats.statistic(stat), None)
-    return T._objective(job, content, 0, None)
+    job = Job(vgg, ct, styles, nst_core.LossWeights(), opts, memory_format, style_stats.statistic(stat), None)
+    return T.objective_at(job, content, 0)
 
 
 def _autograd_loss(obj, x):
@@ -33,7 +34,7 @@ def _autograd_loss(obj, x):
     for (i, n), (m, mass) in obj.views.items():
         term = obj.styles[i]
         f = feats[n].float()
-        scale = obj.style_weight * term.strength * term.layers[n]
+        scale = obj.style_weight * term.weight * term.layers[n]
         if isinstance(obj.stat, style_stats.SlicedW):
             mat = f[0].permute(1, 2, 0).reshape(-1, f.shape[1])
             if m is not None:
@@ -103,7 +104,7 @@ def test_tiled_gradient_is_the_untiled_one(vgg, stat):
     x = (content + 0.1 * torch.randn_like(content)).clamp(0, 1)
     g0, t0 = obj.evaluate(x)
     g1, t1 = tiling.evaluate_tiled(obj, x, 288)
-    assert len(tiling.blocks(obj.hw, 288)) >= 4
+    assert len(blocks.blocks(obj.hw, 288)) >= 4
     assert float((g1 - g0).norm() / g0.norm()) < 1e-3
     for k in t0:
         assert float(t1[k]) == pytest.approx(float(t0[k]), rel=1e-4)
@@ -116,7 +117,7 @@ def tiling_sample(name):
 
 def test_blocks_tile_the_image_on_the_layer_grid():
     hw = (301, 517)
-    bl = tiling.blocks(hw, 256)
+    bl = blocks.blocks(hw, 256)
     covered = torch.zeros(hw)
     for b in bl:
         y0, y1, x0, x1 = b.core

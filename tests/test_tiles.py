@@ -2,7 +2,7 @@
 import pytest
 
 import nst_core
-from nst_core import memory, style_stats, targets, tiling
+from nst_core import blocks, memory, style_stats, targets
 from testlib import sample_image
 
 
@@ -14,7 +14,7 @@ def test_a_tiled_run_ends_where_the_untiled_run_does(vgg):
     def run(tile):
         return nst_core.stylize(vgg, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)],
                                 opts=nst_core.Options(size=256, start_size=0, steps=20, tile_size=tile))
-    assert len(tiling.blocks(tuple(content.shape[-2:]), 224)) == 6
+    assert len(blocks.blocks(tuple(content.shape[-2:]), 224)) == 6
     whole, tiled = run(0), run(224)
     # 20 L-BFGS steps amplify the tiled gradient's 1e-3 difference: two L-BFGS implementations that
     # agree to 1e-5 a step end 1-3% apart in a single term here, less in the total.
@@ -22,7 +22,7 @@ def test_a_tiled_run_ends_where_the_untiled_run_does(vgg):
         assert tiled.history[k][-1] == pytest.approx(whole.history[k][-1], rel=rel), k
     diff = (tiled.image - whole.image).abs().mean(1)[0]
     assert float(diff.mean()) < 0.01
-    edges = [b.core[3] for b in tiling.blocks(tuple(content.shape[-2:]), 224) if b.core[3] < 256]
+    edges = [b.core[3] for b in blocks.blocks(tuple(content.shape[-2:]), 224) if b.core[3] < 256]
     for e in set(edges):   # no more difference along a block edge than elsewhere
         assert float(diff[:, e - 2:e + 2].mean()) < 3 * float(diff.mean()) + 1e-3
 
@@ -34,7 +34,7 @@ def test_style_statistics_in_blocks_match_the_whole_image(vgg, stat):
     layers = list(nst_core.DEFAULT_STYLE_LAYERS)
     whole = targets.style_statistics(vgg, style, layers, None, 0, st)
     cut = targets.style_statistics(vgg, style, layers, None, 256, st)
-    assert len(tiling.blocks(tuple(style.shape[-2:]), 256)) >= 4
+    assert len(blocks.blocks(tuple(style.shape[-2:]), 256)) >= 4
     for n in layers:
         a, b = (whole[n]["ffT"], cut[n]["ffT"]) if stat == "gram" else (whole[n], cut[n])
         assert float((a - b).pow(2).mean() / a.pow(2).mean()) < 1e-4, n

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import nst_core
-from nst_core import flow as FL
-from nst_core import frames as FR
-from nst_core import video as V
+from nst_core.video import clips as V
+from nst_core.video import flow as FL
+from nst_core.video import frames as FR
 from testlib import IMAGES, sample_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_motion_boundaries_found_where_the_flow_jumps():
 
 
 def guide_run(frames, outs, **kw):
-    guide = FR.FrameGuide(nst_core.Options(**kw))
+    guide = FR.FrameGuide(nst_core.VideoOptions(**kw))
     results = []
     for f, o in zip(frames, outs):
         results.append(guide.follow(f))
@@ -148,19 +148,18 @@ def test_long_term_restores_what_a_passing_change_of_light_hid(photo):
     assert (long[2].warped - outs[0])[patch].abs().mean() < 0.05
 
 
-def test_follow_previous_keeps_its_contract(photo):
+def test_following_the_previous_frame_keeps_its_contract(photo):
     prev, cur = crops(photo, [(20, 30), (20, 33)])
     out = prev.flip(1)
     for flow in ("dis", "farneback", "shift"):
-        warped, valid, reliable = FR.follow_previous(prev, out, cur, flow=flow)
-        assert warped.shape == out.shape and valid.shape == reliable.shape == (1, 1, 64, 96)
-        assert bool((reliable <= valid + 1e-6).all()) and float(reliable.mean()) > 0.6, flow
+        g = guide_run([prev, cur], [out, out], flow=flow)[1][1]
+        assert g.warped.shape == out.shape and g.valid.shape == g.reliable.shape == (1, 1, 64, 96)
+        assert bool((g.reliable <= g.valid + 1e-6).all()) and float(g.reliable.mean()) > 0.6, flow
         # Where the warp is trusted, it is the stylised frame moved 3 px left.
         inner = (Ellipsis, slice(4, -4), slice(4, -8))
-        assert (warped - torch.roll(out, -3, -1))[inner].abs().mean() < 0.05, flow
+        assert (g.warped - torch.roll(out, -3, -1))[inner].abs().mean() < 0.05, flow
     cut = sample_image("tubingen.jpg", 200)[..., :64, :96]
-    warped, valid, reliable = FR.follow_previous(prev, out, cut)
-    assert valid.sum() == 0 and reliable.sum() == 0
+    assert guide_run([prev, cut], [out, out])[1][1] is None, "a scene cut starts fresh"
 
 
 def test_passes_go_back_and_forth_over_the_clip(photo):
@@ -172,20 +171,20 @@ def test_passes_go_back_and_forth_over_the_clip(photo):
     def on_step(info):
         seen.append((info.frame, info.total))
     style = [nst_core.StyleTarget(sample_image("starry_night.jpg", 64))]
-    opts = nst_core.Options(size=64, start_size=0, steps=4, frame_steps=2, passes=3)
+    opts = nst_core.Options(size=64, start_size=0, steps=4, video=nst_core.VideoOptions(frame_steps=2, passes=3))
     vgg = nst_core.load_vgg()
     out = nst_core.stylize(vgg, nst_core.ContentTarget(frames), style, opts=opts, callback=on_step).image
     order = [f for i, (f, _) in enumerate(seen) if i == 0 or seen[i - 1][0] != f]
     assert order == [0, 1, 2, 1, 0, 1, 2], order
     assert len(seen) == 4 + 2 * 2 + 2 * 3 * 2 == seen[-1][1], (len(seen), seen[-1])
-    one = nst_core.stylize(vgg, nst_core.ContentTarget(frames), style, opts=replace(opts, passes=1)).image
+    one = nst_core.stylize(vgg, nst_core.ContentTarget(frames), style, opts=replace(opts, video=replace(opts.video, passes=1))).image
     assert out.shape == one.shape == (3, 3, 48, 64)
     assert (out - one).abs().mean() > 1e-3, "the later passes changed the frames"
 
 
 def test_unknown_flow_method_refused():
     with pytest.raises(ValueError, match="unknown flow method 'raft'"):
-        FR.FrameGuide(nst_core.Options(flow="raft"))
+        FR.FrameGuide(nst_core.VideoOptions(flow="raft"))
 
 
 @pytest.mark.parametrize("suffix", [".mp4", ".webm", ".gif", ""])

@@ -23,7 +23,10 @@ def sample_image(name: str, long_side: int = 96) -> torch.Tensor:
 def style_targets(vgg, styles, content, stat="gram"):
     """The style terms of one scale (the content's size), as ``stylize`` builds them."""
     from nst_core import style_stats, targets
-    return targets.style_terms(vgg, styles, content, 0, "none", None, 0, style_stats.statistic(stat))
+    from nst_core.job import Job
+    job = Job(vgg, nst_core.ContentTarget(content), styles, nst_core.LossWeights(), nst_core.Options(style_loss=stat),
+              None, style_stats.statistic(stat), None)
+    return targets.style_terms(job, content, 0)
 
 
 def gram_targets(vgg, styles, content):
@@ -35,10 +38,11 @@ def gram_targets(vgg, styles, content):
 def scorer(vgg, content, style, **opts):
     """Our objective at the content's size, to score any candidate image: {term: value}."""
     from nst_core import style_stats, transfer
+    from nst_core.job import Job
     o = nst_core.Options(**opts)
-    job = transfer.Job(vgg, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)], nst_core.LossWeights(),
-                       o, None, style_stats.statistic(o.style_loss), None)
-    obj = transfer._objective(job, content, 0, None)
+    job = Job(vgg, nst_core.ContentTarget(content), [nst_core.StyleTarget(style)], nst_core.LossWeights(),
+              o, None, style_stats.statistic(o.style_loss), None)
+    obj = transfer.objective_at(job, content, 0)
 
     def score(img):
         _, t = obj.evaluate(nst_core.resize(img, tuple(content.shape[-2:])))

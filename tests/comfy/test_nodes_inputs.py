@@ -22,12 +22,17 @@ def _with_loss(**weights):
 
 
 @pytest.mark.parametrize("prompt, node, needle", [
-    (_with_loss(style_weight=NAN), "15", "style_weight is nan"),
-    (_with_loss(content_weight=NAN), "15", "content_weight is nan"),
-    (_with_loss(tv_weight=-1.0), "15", "tv_weight is -1"),
-    (basic_prompt(size=16), "6", "size is 16, too small; use 0"),
+    (_with_loss(style_weight=NAN), "15", "style weight is nan"),
+    (_with_loss(content_weight=NAN), "15", "content weight is nan"),
+    (_with_loss(tv_weight=-1.0), "15", "tv weight is -1"),
+    (basic_prompt(size=16), "6", "size is 16; use 0 (the content's own size) or a value from 32 to 16384"),
     (basic_prompt(size=100000), "6", "size is 100000"),
-    (basic_prompt(tile_size=10), "6", "tile_size is 10"),
+    (basic_prompt(style_strength=NAN), "6", "style strength is nan"),
+    (basic_prompt(tile_size=10), "11", "tile size is 10"),
+    (basic_prompt(lr=0.0), "11", "lr is 0"),
+    (basic_prompt(passes=0), "12", "passes is 0"),
+    (basic_prompt(long_term=-1), "12", "long term is -1"),
+    (basic_prompt(frame_steps=-3), "12", "frame steps is -3"),
 ])
 def test_bad_numbers_fail_validation_naming_the_input(nst_pack, prompt, node, needle):
     with pytest.raises(harness.ComfyValidationError) as e:
@@ -45,7 +50,7 @@ def test_nan_style_weight_on_encode_style_fails_validation(nst_pack):
 
 
 def test_rgba_image_composited_over_white(nst_pack):
-    convert = nst_pack.pack_module.nodes.convert
+    convert = nst_pack.pack_module.nodes.common
     rgba = torch.zeros(1, 4, 6, 4)                              # IMAGE [B, H, W, C], hidden RGB black
     rgba[:, :, :2] = torch.tensor([0.8, 0.2, 0.1, 1.0])         # opaque on the left
     rgba[:, :, 2:4, 3] = 0.5                                    # half-transparent; the right: transparent

@@ -55,14 +55,14 @@ def test_batch_of_frames_blend_masks_loss_settings_and_init_image(nst_pack):
     """Two content frames (stock RepeatImageBatch), a content mask, two chained styles (one masked),
     loss settings, colour preservation and an init image, all through ComfyUI."""
     p = basic_prompt(steps=8, size=48, color="luminance", init="image", save=False, frame_steps=5)
-    p["11"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 2}}
-    p["4"]["inputs"]["image"] = ["11", 0]
+    p["21"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 2}}
+    p["4"]["inputs"]["image"] = ["21", 0]
     p["4"]["inputs"]["layers"] = "relu4_2:1, relu3_1:0.5"
-    p["12"] = {"class_type": "NeuralStyleSampleImage", "inputs": {"sample": "the_scream.jpg"}}
+    p["22"] = {"class_type": "NeuralStyleSampleImage", "inputs": {"sample": "the_scream.jpg"}}
     p["13"] = {"class_type": "SolidMask", "inputs": {"value": 1.0, "width": 64, "height": 48}}
     p["4"]["inputs"]["mask"] = ["13", 0]  # content term everywhere: exercises the content-mask path
     p["14"] = {"class_type": "NeuralStyleEncodeStyle",
-               "inputs": {"image": ["12", 0], "layers": "relu2_1,relu3_1", "weight": 2.0, "scale": 0.5,
+               "inputs": {"image": ["22", 0], "layers": "relu2_1,relu3_1", "weight": 2.0, "scale": 0.5,
                           "mask": ["13", 0], "previous": ["5", 0]}}
     p["15"] = {"class_type": "NeuralStyleLossSettings",
                "inputs": {"content_weight": 2.0, "style_weight": 300.0, "tv_weight": 0.01, "temporal_weight": 10.0}}

@@ -6,11 +6,12 @@ import os
 import pytest
 
 EXPECTED_NODES = {
-    "NeuralStyleLoadVGG", "NeuralStyleSampleImage", "NeuralStyleEncodeContent", "NeuralStyleEncodeStyle",
-    "NeuralStyleLossSettings", "NeuralStyleOptimize", "NeuralStyleColorMatch",
-    "NeuralStylePhotorealLoss", "NeuralStylePhotoSmooth",
+    "NeuralStyleLoadVGG", "NeuralStyleSampleImage", "NeuralStyleSampleVideo", "NeuralStyleEncodeContent",
+    "NeuralStyleEncodeStyle", "NeuralStyleLossSettings", "NeuralStyleOptimizeSettings", "NeuralStyleVideoSettings",
+    "NeuralStyleOptimize", "NeuralStyleColorMatch", "NeuralStylePhotorealLoss", "NeuralStylePhotoSmooth",
 }
-SOCKET_TYPES = {"IMAGE", "MASK", "NST_MODEL", "NST_CONTENT", "NST_STYLE", "NST_LOSS"}
+SOCKET_TYPES = {"IMAGE", "MASK", "NST_MODEL", "NST_CONTENT", "NST_STYLE", "NST_LOSS", "NST_SETTINGS", "NST_VIDEO"}
+WIDGET_TYPES = {"INT", "FLOAT", "BOOLEAN", "STRING", "COMBO"}
 DEFAULT_WEIGHTS = "default (original VGG19, offline)"
 
 
@@ -43,6 +44,48 @@ def test_schema_category_tooltips_defaults_ranges(nst_pack, object_info, node_id
             assert opts["min"] <= opts["default"] <= opts["max"], f"{where}: default outside its range"
         if typ == "COMBO":
             assert opts["default"] in opts["options"], f"{where}: default not among the options"
+
+
+def _widgets(info) -> dict:
+    inputs = {**info["input"].get("required", {}), **info["input"].get("optional", {})}
+    return {n: v for n, v in inputs.items() if isinstance(v[0], list) or v[0] in WIDGET_TYPES}
+
+
+def test_optimize_shows_the_everyday_controls_and_the_settings_nodes_the_rest(object_info):
+    assert list(_widgets(object_info["NeuralStyleOptimize"])) == [
+        "size", "steps", "style_strength", "style_loss", "init", "seed", "color"]
+    optional = object_info["NeuralStyleOptimize"]["input"]["optional"]
+    assert {k: v[0] for k, v in optional.items()} == {"loss": "NST_LOSS", "settings": "NST_SETTINGS",
+                                                      "video": "NST_VIDEO", "init_image": "IMAGE"}
+    assert list(_widgets(object_info["NeuralStyleOptimizeSettings"])) == [
+        "optimizer", "start_size", "precision", "tile_size", "lr", "history_size", "preview_interval"]
+    assert list(_widgets(object_info["NeuralStyleVideoSettings"])) == [
+        "temporal", "flow", "long_term", "passes", "frame_steps"]
+
+
+def test_each_option_is_declared_once_for_the_cli_and_the_nodes(object_info):
+    """The node's widget and the CLI's flag come from one declaration: the same default, the same
+    range and the same text (the tooltip is the CLI's help)."""
+    import nst_core
+    from nst_core import cli
+
+    help_of = {a.dest: a for a in cli.build_parser()._actions}
+    owners = [nst_core.Options, nst_core.LossWeights, nst_core.VideoOptions]
+    checked = 0
+    for node_id in ("NeuralStyleOptimize", "NeuralStyleOptimizeSettings", "NeuralStyleVideoSettings",
+                    "NeuralStyleLossSettings"):
+        for name, (typ, opts) in _widgets(object_info[node_id]).items():
+            owner = next((o for o in owners if name in nst_core.by_key(o)), None)
+            if owner is None:
+                continue   # preview_interval: a ComfyUI-only input
+            field = nst_core.by_key(owner)[name]
+            spec, kind = nst_core.spec_of(owner, field), nst_core.kind(owner, field)
+            assert opts["tooltip"] == spec.describe(kind) == help_of[name].help, name
+            assert opts["default"] == getattr(owner(), field), name
+            if typ in ("INT", "FLOAT"):
+                assert opts["max"] == spec.high, name
+            checked += 1
+    assert checked == 7 + 6 + 5 + 4, checked
 
 
 def test_socket_types_and_outputs(object_info):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import harness
-from nst_prompts import SAMPLES, WORKFLOWS, fit, to_array
+from nst_prompts import WORKFLOWS, fit, to_array
 
 WORKFLOW_FILES = sorted(WORKFLOWS.glob("*.json"))
 SMALL = 64  # px, long side, for CI
@@ -76,17 +76,6 @@ def _video(res, node_id):
         return [f.to_ndarray(format="rgb24").astype(np.float32) / 255.0 for f in container.decode(video=0)]
 
 
-def _provide_clips(prompt) -> None:
-    """Load Video reads ComfyUI's input folder: put the bundled clips it names there, as a user would."""
-    import shutil
-
-    import folder_paths
-
-    for node in prompt.values():
-        if node["class_type"] == "LoadVideo":
-            shutil.copy(SAMPLES / node["inputs"]["file"], folder_paths.get_input_directory())
-
-
 @pytest.mark.parametrize("path", WORKFLOW_FILES, ids=lambda p: p.stem)
 def test_example_workflow_runs(nst_pack, object_info, path):
     ui = json.loads(path.read_text())
@@ -97,12 +86,14 @@ def test_example_workflow_runs(nst_pack, object_info, path):
         inputs = node["inputs"]
         # Shipped defaults stay modest, so that a CPU user sees a result in about a minute.
         assert inputs["size"] <= 384 and inputs["steps"] <= 200
-        inputs.update(steps=6, start_size=0, size=SMALL if inputs["size"] else 0)
+        inputs.update(steps=6, size=SMALL if inputs["size"] else 0)
+    for node in prompt.values():   # one scale
+        if node["class_type"] == "NeuralStyleOptimizeSettings":
+            node["inputs"]["start_size"] = 0
     for node in prompt.values():  # stock scalers feeding size-0 Optimize nodes: scale down too
         if node["class_type"] == "ImageScale":
             w, h = node["inputs"]["width"], node["inputs"]["height"]
             node["inputs"]["width"], node["inputs"]["height"] = fit((w, h), SMALL)
-    _provide_clips(prompt)
     res = nst_pack.execute_prompt(prompt)
 
     frames = _content_frames(res, prompt, optimizers[0])

@@ -1,0 +1,61 @@
+"""Workflows and prompts written for Optimize 0.2 (17 widgets): the upgrade tool keeps every value,
+and a prompt that still sets a moved input is refused by name instead of run with other values."""
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+import harness
+from nst_prompts import REPO, basic_prompt
+from test_workflow_links import _check_link
+
+OLD = Path(__file__).resolve().parent / "data" / "video_frames_0.2.json"
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("upgrade_workflow", REPO / "tools" / "upgrade_workflow.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_upgraded_0_2_workflow_keeps_every_value_and_validates(nst_pack, object_info, tmp_path):
+    out = tmp_path / "new.json"
+    before = OLD.read_bytes()
+    assert _tool().main([str(OLD), "-o", str(out)]) == 0
+    assert OLD.read_bytes() == before, "the input was changed"
+    old, new = json.loads(OLD.read_text()), json.loads(out.read_text())
+    (old_opt,) = [n for n in old["nodes"] if n["type"] == "NeuralStyleOptimize"]
+    (opt,) = [n for n in new["nodes"] if n["type"] == "NeuralStyleOptimize"]
+    # 0.2 order: init, optimizer, steps, size, start_size, seed, color, temporal, precision, ...
+    init, _, steps, size, start, seed, color = old_opt["widgets_values"][:7]
+    assert opt["widgets_values"] == [size, steps, 0.5, "gram", init, seed, color]
+    (settings,) = [n for n in new["nodes"] if n["type"] == "NeuralStyleOptimizeSettings"]
+    assert settings["widgets_values"][1] == start == 128
+    nodes = {n["id"]: n for n in new["nodes"]}
+    assert not [p for link in new["links"] for p in _check_link(link, nodes)]
+    prompt = harness.ui_to_api(new, object_info)   # strict: widget counts must match the nodes
+    assert prompt[str(opt["id"])]["inputs"]["settings"] == [str(settings["id"]), 0]
+    v = nst_pack.validate_prompt(prompt)
+    assert v.valid, v.node_errors
+
+
+def test_upgrade_refuses_to_overwrite_its_input(tmp_path):
+    copy = tmp_path / "w.json"
+    copy.write_text(OLD.read_text())
+    assert _tool().main([str(copy), "-o", str(copy)]) == 2
+    assert copy.read_text() == OLD.read_text()
+
+
+@pytest.mark.parametrize("moved, where", [("tile_size", "Optimize Settings"), ("passes", "Video Settings")])
+def test_prompt_setting_a_moved_input_is_refused_by_name(nst_pack, moved, where):
+    p = basic_prompt(save=False)
+    p["6"]["inputs"][moved] = 2 if moved == "passes" else 256
+    p["9"] = {"class_type": "PreviewImage", "inputs": {"images": ["6", 0]}}
+    with pytest.raises(harness.ComfyExecutionError) as e:
+        nst_pack.execute_prompt(p)
+    message = e.value.details["exception_message"]
+    assert moved in message and where in message, message
