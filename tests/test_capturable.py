@@ -9,6 +9,7 @@ checked at the dispatcher, below autograd, where every operation a step runs pas
 """
 import gc
 import logging
+import warnings
 
 import pytest
 import torch
@@ -106,7 +107,9 @@ def _storage(t):
 
 def _live_storages():
     gc.collect()
-    return {_storage(o) for o in gc.get_objects() if isinstance(o, torch.Tensor)} - {0}
+    with warnings.catch_warnings():   # isinstance on every live object wakes torch's deprecated aliases
+        warnings.simplefilter("ignore", FutureWarning)
+        return {_storage(o) for o in gc.get_objects() if isinstance(o, torch.Tensor)} - {0}
 
 
 def _step(vgg, content, style, opts):
