@@ -8,6 +8,7 @@ from comfy_api.latest import io
 
 from ..nst_core import match_color
 from .common import CATEGORY, core_to_image, image_to_core
+from .search import search_aliases
 
 
 class ColorMatch(io.ComfyNode):
@@ -17,6 +18,7 @@ class ColorMatch(io.ComfyNode):
             node_id="NeuralStyleColorMatch",
             display_name="Neural Style: Color Match",
             category=CATEGORY,
+            **search_aliases("NeuralStyleColorMatch"),
             description="Gives an image the colours of a reference image. Works in any image workflow, "
                         "e.g. to give a stylised result back the photo's colours.",
             inputs=[

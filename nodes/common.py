@@ -25,7 +25,7 @@ Loss = io.Custom("NST_LOSS")
 Settings = io.Custom("NST_SETTINGS")
 Video = io.Custom("NST_VIDEO")
 
-CATEGORY = "style_transfer"
+CATEGORY = "image/style transfer"   # with the stock image nodes, where people browse for them
 
 
 class NeuralStyleError(ValueError):

@@ -6,6 +6,7 @@ from comfy_api.latest import io
 from ..nst_core import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, ContentTarget, StyleTarget, format_layers
 from .common import (CATEGORY, Content, Style, declared_input, declared_problem, image_to_core, layers_problem,
                      mask_to_core, parse_layers)
+from .search import search_aliases
 
 CONTENT_LAYERS = format_layers(DEFAULT_CONTENT_LAYERS)
 STYLE_LAYERS = format_layers(DEFAULT_STYLE_LAYERS)
@@ -20,6 +21,7 @@ class EncodeContent(io.ComfyNode):
             node_id="NeuralStyleEncodeContent",
             display_name="Neural Style: Encode Content",
             category=CATEGORY,
+            **search_aliases("NeuralStyleEncodeContent"),
             description="The photo whose content (layout, objects) the result keeps. A batch of images "
                         "is treated as frames of a video.",
             inputs=[
@@ -54,6 +56,7 @@ class EncodeStyle(io.ComfyNode):
             node_id="NeuralStyleEncodeStyle",
             display_name="Neural Style: Encode Style",
             category=CATEGORY,
+            **search_aliases("NeuralStyleEncodeStyle"),
             description="A painting whose style (colours, brush strokes, texture) the result takes. Chain "
                         "several through 'previous': unmasked styles are blended by their weights, a "
                         "masked style paints only its region.",

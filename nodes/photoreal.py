@@ -9,6 +9,7 @@ from comfy_api.latest import io
 from ..nst_core import LossWeights, Smoothing, photorealistic_settings, smooth
 from .common import (CATEGORY, Loss, NeuralStyleError, core_to_image, declared_input, declared_problem,
                      declared_values, image_to_core)
+from .search import search_aliases
 
 PHOTO_STYLE_LAYERS = ",".join(f"{n}:{w:g}" for n, w in photorealistic_settings().style_layers.items())
 
@@ -21,6 +22,7 @@ class PhotorealLoss(io.ComfyNode):
             node_id="NeuralStylePhotorealLoss",
             display_name="Neural Style: Photorealistic Loss",
             category=CATEGORY,
+            **search_aliases("NeuralStylePhotorealLoss"),
             description="Loss settings for a photo in the look of another photo (Luan et al., Deep Photo "
                         "Style Transfer): the result's colours must be, in every 3×3 window, an affine "
                         "function of the content photo's, so its edges and shapes stay the photo's. Use with "
@@ -52,6 +54,7 @@ class PhotoSmooth(io.ComfyNode):
             node_id="NeuralStylePhotoSmooth",
             display_name="Neural Style: Photo Smooth",
             category=CATEGORY,
+            **search_aliases("NeuralStylePhotoSmooth"),
             description="Edge-preserving smoothing guided by the content photo (guided filter, He et al. "
                         "2010): removes leftover painterly texture, keeps the photo's edges.",
             inputs=[

@@ -13,6 +13,7 @@ from comfy_api.latest import io
 from ..nst_core import LossWeights, Options, VideoOptions, check_fields
 from .common import (CATEGORY, Loss, NeuralStyleError, Settings, Video, declared_inputs, declared_problem,
                      declared_values)
+from .search import search_aliases
 
 LOSS_INPUTS = [(LossWeights, n) for n in ("content", "style", "tv", "temporal")]
 RUN_INPUTS = [(Options, n) for n in ("optimizer", "start_size", "precision", "tile_size", "lr", "history_size")]
@@ -44,6 +45,7 @@ class LossSettings(io.ComfyNode):
             node_id="NeuralStyleLossSettings",
             display_name="Neural Style: Loss Settings",
             category=CATEGORY,
+            **search_aliases("NeuralStyleLossSettings"),
             description="Balance of the loss terms, for experts. Optional: Optimize uses these defaults "
                         "without it; its style_strength is the everyday control.",
             inputs=declared_inputs(LOSS_INPUTS),
@@ -66,6 +68,7 @@ class OptimizeSettings(io.ComfyNode):
             node_id="NeuralStyleOptimizeSettings",
             display_name="Neural Style: Optimize Settings",
             category=CATEGORY,
+            **search_aliases("NeuralStyleOptimizeSettings"),
             description="How Optimize runs: the optimiser, the first scale, the arithmetic, tiles for large "
                         "outputs, how often it shows a preview. Optional: the defaults suit most runs.",
             inputs=declared_inputs(RUN_INPUTS) + [
@@ -93,6 +96,7 @@ class VideoSettings(io.ComfyNode):
             node_id="NeuralStyleVideoSettings",
             display_name="Neural Style: Video Settings",
             category=CATEGORY,
+            **search_aliases("NeuralStyleVideoSettings"),
             description="How Optimize stylises a batch of frames as a video: frames follow each other along "
                         "the optical flow. Optional: without it, video runs at these defaults.",
             inputs=declared_inputs(VIDEO_INPUTS),

@@ -10,7 +10,9 @@ opens the page in Chromium through the DevTools protocol, waits for the app, the
 workflow calls the frontend's own ``app.loadGraphData(json)`` and collects the console
 errors/warnings, uncaught exceptions and failed requests that follow.  A workflow is clean when
 nothing was logged, every node type is registered, and the loaded graph keeps every node and
-link.  Exit status 1 when any workflow is not clean.  Needs Chromium (Debian: apt-get install
+link.  It also reports which model files the frontend offers to download (the Missing Models
+dialog of 1.3x, the details panel of 1.5x), then closes what opened.  Exit status 1 when any
+workflow is not clean.  Needs Chromium (Debian: apt-get install
 chromium) and aiohttp (a ComfyUI dependency); downloads nothing.
 """
 from __future__ import annotations
@@ -40,9 +42,14 @@ APP_READY_JS = "!!(window.app && window.app.graph && window.LiteGraph && window.
 # says nothing about the workflow, so those are reported apart and never make a workflow unclean.
 OFFLINE_ERRORS = ("net::ERR_NAME_NOT_RESOLVED", "net::ERR_INTERNET_DISCONNECTED", "net::ERR_CONNECTION_REFUSED",
                   "net::ERR_ADDRESS_UNREACHABLE", "net::ERR_PROXY_CONNECTION_FAILED")
+# What the frontend logs when its probe of a model's download address (the file size it shows next to
+# the Download button) cannot reach the other host: the same offline condition, so reported apart too.
+OFFLINE_CONSEQUENCES = ("Error fetching file size: TypeError: Failed to fetch",)
 # Warnings the frontend's own code logs about its own API (1.58's upload widget of the stock Load Video
 # node reads input.link): not something a workflow file can cause or avoid, so reported, not counted.
-FRONTEND_OWN_WARNINGS = ("input.link is deprecated",)
+# 1.58's splitter also warns when its side panel first opens at this window size (the missing-model
+# details the check opens), whatever the workflow.
+FRONTEND_OWN_WARNINGS = ("input.link is deprecated", "Invalid layout total size")
 SETTLE_S = 0.5  # the frontend finishes some load work (node size, widget values) asynchronously
 QUIET_S = 2.0   # the app logs its start-up (template lists, settings) after it is usable
 
@@ -64,6 +71,7 @@ class WorkflowResult:
     nodes: tuple[int, int] = (0, 0)   # (in the file, after loading)
     links: tuple[int, int] = (0, 0)
     changed_links: list[str] = field(default_factory=list)  # what the frontend repaired silently
+    downloads_offered: list[str] = field(default_factory=list)  # model files it offers to download
 
     @property
     def clean(self) -> bool:
@@ -71,8 +79,9 @@ class WorkflowResult:
                 and self.nodes[0] == self.nodes[1] and self.links[0] == self.links[1])
 
     def summary(self) -> str:
+        offers = f"; offers to download {', '.join(self.downloads_offered)}" if self.downloads_offered else ""
         if self.clean:
-            return f"{self.name}: clean ({self.nodes[1]} nodes, {self.links[1]} links)"
+            return f"{self.name}: clean ({self.nodes[1]} nodes, {self.links[1]} links{offers})"
         lines = [f"{self.name}: NOT clean (nodes {self.nodes[0]} -> {self.nodes[1]}, "
                  f"links {self.links[0]} -> {self.links[1]})"]
         lines += [f"    missing node type: {t}" for t in self.missing_types]
@@ -160,7 +169,25 @@ def _console_text(method: str, params: dict) -> str | None:
 
 
 def _is_offline_error(message: str, base_url: str) -> bool:
-    return any(e in message for e in OFFLINE_ERRORS) and base_url not in message
+    return (any(e in message for e in OFFLINE_ERRORS) and base_url not in message
+            or any(e in message for e in OFFLINE_CONSEQUENCES))
+
+
+def declared_models(workflow: dict) -> list[str]:
+    """The model files a workflow names with a download address: its ``models`` and its nodes'
+    ``properties.models`` (the two places the frontend reads)."""
+    entries = list(workflow.get("models") or [])
+    for node in workflow.get("nodes") or []:
+        entries += (node.get("properties") or {}).get("models") or []
+    return sorted({e["name"] for e in entries if isinstance(e, dict) and e.get("name")})
+
+
+def model_files(workflow: dict) -> list[str]:
+    """Every model file the workflow names: declared ones and widget values that are model file names."""
+    values = [v for node in workflow.get("nodes") or [] if isinstance(node.get("widgets_values"), list)
+              for v in node["widgets_values"]]
+    named = {v for v in values if isinstance(v, str) and v.lower().endswith(MODEL_EXTENSIONS)}
+    return sorted(named | set(declared_models(workflow)))
 
 
 def _link_records(links: list, nodes: list) -> set[tuple]:
@@ -202,6 +229,41 @@ def _load_js(workflow: dict, name: str) -> str:
     }})()"""
 
 
+# Which of ``names`` the page offers to download: 1.3x opens a Missing Models dialog with a Download
+# button per file; 1.5x shows a toast whose details panel has them.  A button counts for a name when
+# the name is in its label or in the row around it.  Both appear after the model folders load: polled.
+OFFERS_JS = """(async (names, timeout_ms) => {
+    const sleep = ms => new Promise(r => setTimeout(r, ms));
+    const deadline = Date.now() + timeout_ms;
+    const offered = new Set();
+    while (names.length) {
+        const details = [...document.querySelectorAll('button')].find(b => b.innerText.trim() === 'View details');
+        if (details) { details.click(); await sleep(500); }
+        for (const b of document.querySelectorAll('button')) {
+            const label = b.getAttribute('aria-label') || '';
+            if (!/^Download\\b/.test(b.innerText.trim()) && !/^Download\\b/.test(label)) continue;
+            let row = b;
+            for (let i = 0; i < 3 && row; i++, row = row.parentElement) {
+                const hits = names.filter(n => label.includes(n) || row.innerText.includes(n));
+                if (hits.length) { hits.forEach(n => offered.add(n)); break; }
+            }
+        }
+        if (offered.size === names.length || Date.now() > deadline) break;
+        await sleep(250);
+    }
+    return [...offered].sort();
+})(%s, %d)"""
+OFFERS_WAIT_S = 6.0
+MODEL_EXTENSIONS = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf")
+
+# The dialogs, toasts and panels one workflow opened, closed so that the next one starts clean.
+CLOSE_JS = """(() => {
+    document.querySelectorAll('.p-dialog-close-button, .p-toast-close-button, [aria-label="Close"]')
+        .forEach(b => b.click());
+    document.dispatchEvent(new KeyboardEvent('keydown', {key: 'Escape', bubbles: true}));
+})()"""
+
+
 async def _wait_for_app(dt: DevTools, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -236,18 +298,26 @@ async def _check_page(page_ws_url: str, base_url: str, paths: list[Path], timeou
             await _wait_for_app(dt, timeout)
             await _wait_until_quiet(dt, QUIET_S, timeout)
             version = await dt.evaluate("window.__COMFYUI_FRONTEND_VERSION__ || 'unknown'")
+            await dt.evaluate(CLOSE_JS)   # the template browser a first visit opens covers the page
+            await asyncio.sleep(SETTLE_S)
             page_messages = dt.take_events()
             results = []
             for path in paths:
                 workflow = json.loads(path.read_text())
                 loaded = await dt.evaluate(_load_js(workflow, path.name), timeout=timeout)
                 await asyncio.sleep(SETTLE_S)
+                models = model_files(workflow)
+                offered = await dt.evaluate(OFFERS_JS % (json.dumps(models), OFFERS_WAIT_S * 1000), timeout=timeout)
+                await dt.evaluate(CLOSE_JS)
+                if models:   # the missing-model dialog or panel takes a moment to close
+                    await asyncio.sleep(SETTLE_S)
                 messages = dt.take_events()
                 offline = [m for m in messages if _is_offline_error(m, base_url)
                            or any(w in m for w in FRONTEND_OWN_WARNINGS)]
                 results.append(WorkflowResult(
                     name=path.name, messages=[m for m in messages if m not in offline], offline=offline,
                     missing_types=loaded["missing"], changed_links=_link_changes(workflow, loaded),
+                    downloads_offered=offered,
                     nodes=(len(workflow.get("nodes") or []), len(loaded["nodes"])),
                     links=(len(workflow.get("links") or []), len(loaded["links"]))))
             dt.reader.cancel()
@@ -281,17 +351,18 @@ def _start_chromium(chromium: str, profile: Path, timeout: float) -> tuple[subpr
 
 def check_in_browser(base_url: str, paths: list[Path], chromium: str, timeout: float = 120) -> Report:
     """Open ``base_url`` in headless Chromium and load each workflow there."""
-    with tempfile.TemporaryDirectory(prefix="nst-chromium-") as profile:
-        proc, port = _start_chromium(chromium, Path(profile), timeout=30)
+    profile = tempfile.mkdtemp(prefix="nst-chromium-")
+    proc, port = _start_chromium(chromium, Path(profile), timeout=30)
+    try:
+        return asyncio.run(_check_page(_devtools_page(port), base_url.rstrip("/"), paths, timeout))
+    finally:
+        proc.terminate()
         try:
-            return asyncio.run(_check_page(_devtools_page(port), base_url.rstrip("/"), paths, timeout))
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(profile, ignore_errors=True)  # Chromium's helpers may still be writing there
 
 
 def _harness():
@@ -350,6 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"frontend": report.frontend_version, "page": report.page_messages,
                           "workflows": {w.name: {"clean": w.clean, "messages": w.messages,
                                                  "missing_types": w.missing_types,
+                                                 "downloads_offered": w.downloads_offered,
                                                  "nodes": w.nodes, "links": w.links}
                                         for w in report.workflows}}, indent=2))
     else:

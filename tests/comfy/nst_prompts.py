@@ -10,6 +10,14 @@ REPO = Path(__file__).resolve().parents[2]
 SAMPLES = REPO / "assets" / "samples"
 WORKFLOWS = REPO / "example_workflows"
 DEFAULT_WEIGHTS = "default (original VGG19, offline)"
+# Stock nodes that load a diffusion checkpoint: workflows with one run in test_diffusion_workflows.py.
+CHECKPOINT_LOADERS = frozenset({"CheckpointLoaderSimple"})
+
+
+def loads_a_checkpoint(path: Path) -> bool:
+    import json
+
+    return any(n.get("type") in CHECKPOINT_LOADERS for n in json.loads(Path(path).read_text()).get("nodes", []))
 
 # Optimize's face; Optimize Settings (node "11"); Video Settings (node "12", only where a video input is given).
 FACE_DEFAULTS = {"size": 64, "steps": 4, "style_strength": 0.5, "style_loss": "gram", "init": "content", "seed": 0,

@@ -27,7 +27,7 @@ def test_pack_registers_exactly_our_prefixed_nodes(nst_pack):
 @pytest.mark.parametrize("node_id", sorted(EXPECTED_NODES))
 def test_schema_category_tooltips_defaults_ranges(nst_pack, object_info, node_id):
     info = object_info[node_id]
-    assert info["category"] == "style_transfer"
+    assert info["category"] == "image/style transfer"
     assert info["display_name"].startswith("Neural Style: ")
     assert len(info["description"]) > 40
     assert info["python_module"] == "custom_nodes.comfyui-neural-style"
@@ -86,6 +86,30 @@ def test_each_option_is_declared_once_for_the_cli_and_the_nodes(object_info):
                 assert opts["max"] == spec.high, name
             checked += 1
     assert checked == 7 + 6 + 5 + 4, checked
+
+
+def test_search_aliases_where_the_schema_has_them(nst_pack, object_info):
+    """The node search finds the nodes by words like "style transfer" where ComfyUI's V3 schema has
+    ``search_aliases`` (after 0.3.75); 0.3.75's has not, and builds the schemas without them."""
+    import dataclasses
+    import sys
+
+    from comfy_api.latest import io
+
+    search = sys.modules[f"{nst_pack.pack_module.__name__}.nodes.search"]
+    assert set(search.ALIASES) == EXPECTED_NODES
+    assert {"style transfer", "gatys", "vgg", "paint like"} <= set(search.ALIASES["NeuralStyleOptimize"])
+
+    @dataclasses.dataclass
+    class NewerSchema:   # the field as the newer V3 schema declares it
+        node_id: str
+        search_aliases: list = dataclasses.field(default_factory=list)
+
+    assert search.search_aliases("NeuralStyleOptimize", NewerSchema) == {
+        "search_aliases": list(search.ALIASES["NeuralStyleOptimize"])}
+    has_field = "search_aliases" in {f.name for f in dataclasses.fields(io.Schema)}
+    for node_id in EXPECTED_NODES:
+        assert object_info[node_id].get("search_aliases") == (list(search.ALIASES[node_id]) if has_field else None)
 
 
 def test_socket_types_and_outputs(object_info):

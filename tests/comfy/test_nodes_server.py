@@ -23,7 +23,7 @@ def test_object_info_lists_our_nodes(comfy_client):
     assert set(ours) == {"NeuralStyleLoadVGG", "NeuralStyleSampleImage", "NeuralStyleEncodeContent",
                          "NeuralStyleEncodeStyle", "NeuralStyleLossSettings", "NeuralStyleOptimize",
                          "NeuralStyleColorMatch", "NeuralStylePhotorealLoss", "NeuralStylePhotoSmooth"}
-    assert {d["category"] for d in ours.values()} == {"style_transfer"}
+    assert {d["category"] for d in ours.values()} == {"image/style transfer"}
     r = comfy_client.get("/object_info/NeuralStyleOptimize")
     assert r.status == 200 and r.body["NeuralStyleOptimize"]["output_name"] == ["image", "loss_plot"]
 

@@ -61,6 +61,17 @@ def sent(nst_pack, monkeypatch):
     return calls
 
 
+def _node_texts(res, node_id: str) -> list[str]:
+    """The progress texts ComfyUI sent for a node (binary TEXT messages: node id, then UTF-8)."""
+    import struct
+
+    import harness
+
+    frames = [harness.decode_binary_frame(struct.pack(">I", event) + data) for event, data in res.messages
+              if event == 3]
+    return [f.text for f in frames if f.node_id == node_id]
+
+
 def _progress_module():
     spec = importlib.util.spec_from_file_location("nst_nodes_progress", REPO / "nodes" / "progress.py")
     module = importlib.util.module_from_spec(spec)
@@ -99,6 +110,9 @@ def test_optimize_progress_ends_at_the_total_with_previews_on_their_interval(nst
     _assert_well_formed(sent, steps, preview_interval)
     assert len(res.previews) == len([c for c in sent if c[2]])
     assert [p["value"] for p in res.progress if p["node"] == "6"][-1] == steps
+    texts = _node_texts(res, "6")   # the progress text under the node's bar
+    assert texts and texts[0].startswith("step 1/7 · ") and texts[-1].startswith(f"step {steps}/{steps} · 40×")
+    assert all(" px · loss " in t for t in texts)
 
 
 @pytest.mark.parametrize("preview_interval", [0, 50])
@@ -121,3 +135,27 @@ def test_a_run_that_stops_short_still_ends_with_a_full_bar(progress_bar, sent):
         reporter.step(i, 10, lambda: None)
     reporter.finish()
     assert [v for v, _, _ in sent] == [1, 10]
+
+
+def test_progress_text_at_most_twice_a_second_and_at_the_last_step(progress_bar, sent):
+    progress = _progress_module()
+    texts, total, step_s = [], 2000, 0.001   # 2 s of 1 ms iterations
+    reporter = progress.ProgressReporter(progress_bar(total), 0, lambda image: None, clock=FakeClock(step_s),
+                                         send_text=texts.append)
+    for i in range(1, total + 1):
+        reporter.step(i, total, lambda: None, lambda i=i: f"step {i}")
+    assert texts[0] == "step 1" and texts[-1] == f"step {total}"
+    assert len(texts) <= total * step_s / progress.TEXT_GAP_S + 2
+
+
+def test_the_text_says_step_frame_scale_size_and_loss(nst_pack):
+    import torch
+
+    from nst_core.options import StepInfo
+
+    describe = _progress_module().describe
+    one = StepInfo(5, 100, 0, 1, (48, 64), 0, 1, {"content": torch.tensor(2.0), "total": torch.tensor(123456.0)},
+                   lambda: None)
+    assert describe(one) == "step 5/100 · 64×48 px · loss 1.23e+05"
+    video = StepInfo(70, 300, 1, 2, (96, 128), 2, 12, {"total": torch.tensor(0.5)}, lambda: None)
+    assert describe(video) == "step 70/300 · frame 3/12 · scale 2/2 · 128×96 px · loss 0.5"

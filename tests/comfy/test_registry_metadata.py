@@ -35,6 +35,13 @@ def test_project_fields_the_registry_requires():
     assert PROJECT["description"]
     assert set(PROJECT["license"]) <= {"file", "text"} and (REPO / PROJECT["license"]["file"]).is_file()
     assert PROJECT["urls"]["Repository"].startswith("https://")
+
+
+def test_urls_under_the_names_the_registry_shows():
+    """The registry's specification lists Repository (required), Documentation and "Bug Tracker"."""
+    urls = PROJECT["urls"]
+    assert set(urls) <= {"Repository", "Documentation", "Bug Tracker"} and "Bug Tracker" in urls
+    assert all(u.startswith("https://") for u in urls.values())
     assert PROJECT["requires-python"].startswith(">=")
 
 

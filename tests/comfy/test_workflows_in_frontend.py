@@ -1,4 +1,5 @@
-"""Every example workflow loads clean in ComfyUI's own frontend, driven in headless Chromium.
+"""Every example workflow loads clean in ComfyUI's own frontend, driven in headless Chromium, and the
+frontend offers to download the models a workflow names (and only those).
 
 Runs tools/check_workflows_in_frontend.py against the test server (ComfyUI 0.3.75 with its
 bundled frontend).  Set NST_FRONTEND_ROOT to another frontend's ``static`` directory (e.g. the
@@ -33,25 +34,42 @@ def _broken_copy(tmp_path):
     return path
 
 
-def _assert_clean_and_catches_breakage(report, broken_name):
+def _without_models_copy(tmp_path):
+    """A diffusion workflow whose checkpoint is named without its download address (no model lists)."""
+    workflow = json.loads((WORKFLOWS / "diffusion_generate_then_paint.json").read_text())
+    workflow.pop("models")
+    for node in workflow["nodes"]:
+        node["properties"].pop("models", None)
+    path = tmp_path / "no_model_list.json"
+    path.write_text(json.dumps(workflow))
+    return path
+
+
+def _paths(tmp_path):
+    return [_broken_copy(tmp_path), _without_models_copy(tmp_path), *sorted(WORKFLOWS.glob("*.json"))]
+
+
+def _assert_clean_and_catches_breakage(report):
     by_name = {w.name: w for w in report.workflows}
-    assert not by_name.pop(broken_name).clean, "the check missed a link the frontend had to repair"
+    assert not by_name.pop("broken_style_blend.json").clean, "the check missed a link the frontend had to repair"
+    # Without the model list the frontend has nothing to download: what the list is for.
+    assert by_name.pop("no_model_list.json").downloads_offered == []
     unclean = [w.summary() for w in by_name.values() if not w.clean]
     assert not unclean, f"frontend {report.frontend_version}:\n" + "\n".join(unclean)
     assert len(by_name) == len(list(WORKFLOWS.glob("*.json")))
+    for name, result in by_name.items():   # a user who lacks a workflow's model is offered it
+        declared = frontend_check.declared_models(json.loads((WORKFLOWS / name).read_text()))
+        assert result.downloads_offered == declared, f"frontend {report.frontend_version}: {result.summary()}"
 
 
 def test_workflows_load_clean_in_the_bundled_frontend(comfy_server_process, tmp_path):
-    broken = _broken_copy(tmp_path)
-    paths = [broken, *sorted(WORKFLOWS.glob("*.json"))]
+    paths = _paths(tmp_path)
     frontend_check.stage_inputs(paths, comfy_server_process.io.input)
     report = frontend_check.check_in_browser(comfy_server_process.base_url, paths, CHROMIUM)
-    _assert_clean_and_catches_breakage(report, broken.name)
+    _assert_clean_and_catches_breakage(report)
 
 
 @pytest.mark.skipif(not NEW_FRONTEND, reason="set NST_FRONTEND_ROOT to a frontend's static/ directory")
 def test_workflows_load_clean_in_another_frontend(tmp_path):
-    broken = _broken_copy(tmp_path)
-    paths = [broken, *sorted(WORKFLOWS.glob("*.json"))]
-    report = frontend_check.check_with_own_server(paths, CHROMIUM, NEW_FRONTEND)
-    _assert_clean_and_catches_breakage(report, broken.name)
+    report = frontend_check.check_with_own_server(_paths(tmp_path), CHROMIUM, NEW_FRONTEND)
+    _assert_clean_and_catches_breakage(report)
