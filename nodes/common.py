@@ -72,7 +72,11 @@ def declared_input(owner: type, name: str, default=None, optional: bool = False)
     low = 0 if spec.zero else spec.low
     if k is int:
         return io.Int.Input(key, min=int(low), max=int(spec.high), control_after_generate=False, **common)
-    return io.Float.Input(key, min=low, max=spec.high, step=spec.step or 0.01, **common)
+    step = spec.step or 0.01
+    # The frontend rounds to the step's decimals unless told finer: a default of 1e-3 on a step of
+    # 1e-4 would survive, a typed 1.5e-4 would not.
+    finer = {"round": step / 10} if step < 0.01 else {}
+    return io.Float.Input(key, min=low, max=spec.high, step=step, **finer, **common)
 
 
 def declared_inputs(names: Iterable[Declared], optional: bool = False) -> List:

@@ -1,11 +1,14 @@
-"""What to optimise for: the content and the style(s)."""
+"""What to optimise for: the content (a photo, or a blank canvas for a texture) and the style(s)."""
 from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..nst_core import DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, ContentTarget, StyleTarget, format_layers
-from .common import (CATEGORY, Content, Style, declared_input, declared_problem, image_to_core, layers_problem,
-                     mask_to_core, parse_layers)
+import torch
+
+from ..nst_core import (DEFAULT_CONTENT_LAYERS, DEFAULT_STYLE_LAYERS, MAX_SIZE, MIN_SIZE, ContentTarget, StyleTarget,
+                        format_layers)
+from .common import (CATEGORY, Content, NeuralStyleError, Style, declared_input, declared_problem, image_to_core,
+                     layers_problem, mask_to_core, parse_layers)
 from .search import search_aliases
 
 CONTENT_LAYERS = format_layers(DEFAULT_CONTENT_LAYERS)
@@ -95,3 +98,35 @@ class EncodeStyle(io.ComfyNode):
                              source_mask=mask_to_core(style_mask, "style image mask"))
         # A new tuple: the upstream node's cached output is never modified.
         return io.NodeOutput(tuple(previous or ()) + (target,))
+
+
+class TextureCanvas(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="NeuralStyleTextureCanvas",
+            display_name="Neural Style: Texture Canvas",
+            category=CATEGORY,
+            **search_aliases("NeuralStyleTextureCanvas"),
+            description="No photo: Optimize paints a new image of the painting's texture at this size "
+                        "(texture synthesis, Gatys et al. 2015), starting from noise. Turn Optimize's "
+                        "seamless on for a texture that tiles. Connect it where Encode Content goes.",
+            inputs=[
+                io.Int.Input("width", default=512, min=MIN_SIZE, max=MAX_SIZE, step=16,
+                             tooltip=f"Width of the texture in px ({MIN_SIZE} to {MAX_SIZE}; seamless rounds "
+                                     "it to a multiple of 16)."),
+                io.Int.Input("height", default=512, min=MIN_SIZE, max=MAX_SIZE, step=16,
+                             tooltip=f"Height of the texture in px ({MIN_SIZE} to {MAX_SIZE}; seamless rounds "
+                                     "it to a multiple of 16)."),
+            ],
+            outputs=[Content.Output(display_name="content", tooltip="A blank canvas: only the style counts.")],
+        )
+
+    @classmethod
+    def execute(cls, width, height):
+        for name, value in (("width", width), ("height", height)):
+            if not MIN_SIZE <= int(value) <= MAX_SIZE:
+                raise NeuralStyleError(f"Neural Style Texture Canvas: {name} is {value}; use a value from "
+                                       f"{MIN_SIZE} to {MAX_SIZE}")
+        with torch.inference_mode(False):
+            return io.NodeOutput(ContentTarget.canvas(int(height), int(width)))

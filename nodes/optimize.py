@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import replace
+from functools import partial
 from typing import Optional
 
 import torch
@@ -13,7 +14,7 @@ import comfy.utils
 from comfy_api.latest import io
 
 from ..nst_core import (ContentTarget, LossWeights, Options, VideoOptions, check_numbers, check_result,
-                        drop_runtime_copy, stylize, to_pil)
+                        drop_runtime_copy, stylize, tiled_2x2, to_pil)
 from .common import (CATEGORY, Content, Loss, Model, NeuralStyleError, Settings, Style, Video, core_to_image,
                      declared_inputs, declared_problem, declared_values, image_to_core)
 from .plot import loss_plot, pil_to_image
@@ -31,9 +32,10 @@ def _to(t: Optional[torch.Tensor], device) -> Optional[torch.Tensor]:
     return None if t is None else t.detach().to(device=device, dtype=torch.float32).clone()
 
 
-def _preview(image: torch.Tensor):
-    """A ProgressBar preview of ``image`` ([1, 3, H, W], 0..1)."""
-    pil = to_pil(image)
+def _preview(image: torch.Tensor, seamless: bool = False):
+    """A ProgressBar preview of ``image`` ([1, 3, H, W], 0..1); a seamless one tiled 2×2, so a seam
+    would show."""
+    pil = to_pil(tiled_2x2(image) if seamless else image)
     # The server fits previews into max_size, enlarging small ones: cap, never enlarge.
     return "JPEG", pil, min(PREVIEW_SIZE, max(pil.size))
 
@@ -46,7 +48,7 @@ def _memory_estimate(size: int, n_pixels_hint: int) -> int:
 
 # The everyday controls on the node's face; the rest is on the optional settings nodes.
 FACE = [(Options, "size"), (Options, "steps"), (LossWeights, "strength"), (Options, "style_loss"),
-        (Options, "init"), (Options, "seed"), (Options, "color")]
+        (Options, "init"), (Options, "seed"), (Options, "color"), (Options, "seamless")]
 # Inputs Optimize had until version 0.2, and where they are now.
 MOVED = {**dict.fromkeys(("optimizer", "start_size", "precision", "preview_interval", "tile_size"),
                          "Optimize Settings"),
@@ -132,7 +134,8 @@ def _run(vgg, content: ContentTarget, styles, weights: LossWeights, opts: Option
     """The stylisation on ComfyUI's device, with progress, previews and cancel; the model goes back
     to the CPU afterwards."""
     device = mm.get_torch_device()
-    reporter = ProgressReporter(comfy.utils.ProgressBar(opts.steps), preview_interval, _preview)
+    reporter = ProgressReporter(comfy.utils.ProgressBar(opts.steps), preview_interval,
+                                partial(_preview, seamless=opts.seamless))
 
     def on_step(info):
         reporter.step(info.iteration, info.total, info.image, lambda: describe(info))

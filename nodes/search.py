@@ -11,6 +11,7 @@ ALIASES = {
                             "stylize", "stylise", "artistic style", "painting style"),
     "NeuralStyleEncodeStyle": ("style image", "style reference", "reference painting", "paint like", "gatys"),
     "NeuralStyleEncodeContent": ("content image", "style transfer photo", "gatys"),
+    "NeuralStyleTextureCanvas": ("texture synthesis", "seamless texture", "tileable", "pattern", "empty canvas"),
     "NeuralStyleLoadVGG": ("vgg", "vgg19", "vgg16", "style transfer model", "gatys"),
     "NeuralStyleSampleImage": ("sample image", "example painting", "example photo", "starry night"),
     "NeuralStyleSampleVideo": ("sample video", "example clip", "big buck bunny", "video style transfer"),

@@ -56,9 +56,10 @@ def halo_for(tile: int) -> int:
     return max(ALIGN, min(HALO, tile // 3 // ALIGN * ALIGN))
 
 
-def blocks(hw: Tuple[int, int], tile: int) -> List[Block]:
+def blocks(hw: Tuple[int, int], tile: int, wrap: bool = False) -> List[Block]:
     """Blocks whose crops (core + halo) are at most ``tile`` px a side and whose cores tile ``hw``;
-    one whole block where the image is not tiled."""
+    one whole block where the image is not tiled. With ``wrap`` (a periodic image) the halo reaches
+    across the edges on every side, so crops may start before 0 and end after the size."""
     if not is_tiled(tile, hw):
         return [whole(hw)]
     halo = halo_for(tile)
@@ -68,7 +69,7 @@ def blocks(hw: Tuple[int, int], tile: int) -> List[Block]:
         out = []
         for a in range(0, n, core):
             b = n if a + core >= n else a + core
-            out.append((max(0, a - halo), min(n, b + halo), a, b))
+            out.append((a - halo, b + halo, a, b) if wrap else (max(0, a - halo), min(n, b + halo), a, b))
             if b == n:
                 break
         return out
@@ -77,8 +78,31 @@ def blocks(hw: Tuple[int, int], tile: int) -> List[Block]:
 
 
 def crop(image: torch.Tensor, block: Block) -> torch.Tensor:
+    """The block's crop of ``image``; a crop reaching past the edges wraps around (periodic image)."""
     y0, y1, x0, x1 = block.crop
-    return image[..., y0:y1, x0:x1]
+    h, w = image.shape[-2:]
+    if 0 <= y0 and y1 <= h and 0 <= x0 and x1 <= w:
+        return image[..., y0:y1, x0:x1]
+    flat = image.reshape(-1, h * w).index_select(1, _wrapped_index(block, (h, w)))
+    return flat.view(*image.shape[:-2], y1 - y0, x1 - x0)
+
+
+def add_crop(total: torch.Tensor, block: Block, part: torch.Tensor) -> None:
+    """``total`` += ``part`` (a crop-sized tensor) at the block's crop, wrapping around like :func:`crop`."""
+    y0, y1, x0, x1 = block.crop
+    h, w = total.shape[-2:]
+    if 0 <= y0 and y1 <= h and 0 <= x0 and x1 <= w:
+        total[..., y0:y1, x0:x1] += part
+        return
+    total.view(-1, h * w).index_add_(1, _wrapped_index(block, (h, w)), part.reshape(-1, part.shape[-2] * part.shape[-1]))
+
+
+def _wrapped_index(block: Block, hw: Tuple[int, int]) -> torch.Tensor:
+    """Flat indices (row-major) of the crop's pixels in an ``hw`` image, modulo its size."""
+    y0, y1, x0, x1 = block.crop
+    rows = torch.arange(y0, y1) % hw[0]
+    cols = torch.arange(x0, x1) % hw[1]
+    return (rows.view(-1, 1) * hw[1] + cols.view(1, -1)).flatten()
 
 
 def block_features(model, image: torch.Tensor, layers, memory_format, tile: int) -> Iterator[Tuple[Block, Dict]]:

@@ -169,6 +169,15 @@ def check_layer_weights(layers, what: str) -> None:
         raise StylizeError(f"every {what} layer weight is 0; give at least one layer a weight above 0")
 
 
+def check_texture(content: ContentTarget, opts: Options) -> None:
+    """A texture has no photo: nothing to keep the colours of, and one canvas (not frames)."""
+    if opts.color != "none":
+        raise StylizeError(f"colour mode {opts.color!r} keeps a photo's colours, and a texture has no photo; "
+                           "use colour none (the painting's colours)")
+    if content.image.shape[0] != 1:
+        raise StylizeError("a texture canvas is one image; give one width and height")
+
+
 def check_result(image: torch.Tensor) -> None:
     """A diverged run (NaN) would be saved as a black image: refuse it instead."""
     if not bool(torch.isfinite(image).all()):
@@ -193,8 +202,11 @@ def validate(model, content: ContentTarget, styles: Sequence[StyleTarget], opts:
         raise StylizeError("init is 'image' but no init image was given")
     if content.init_image is not None:
         check_image(content.init_image, "init image")
-    check_layer_weights(content.layers, "content")
-    check_layers(model.arch, content.layers)
+    if content.texture:
+        check_texture(content, opts)
+    else:
+        check_layer_weights(content.layers, "content")
+        check_layers(model.arch, content.layers)
     check_mask(content.mask, tuple(img.shape[-2:]), "content")
     for i, st in enumerate(styles):
         check_image(st.image, f"style image {i + 1}")

@@ -58,15 +58,20 @@ _ints = _number_list(int, "whole numbers")
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="python -m nst_core",
-        description="Neural style transfer (Gatys et al.): give CONTENT the style of STYLE(s).",
+        description="Neural style transfer (Gatys et al.): give CONTENT the style of STYLE(s); or, with "
+                    "--texture, a new image of the painting's texture.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("content", help="content image (photo), or a video (.mp4/.webm/.mov/.mkv/.gif) or folder of frames")
-    p.add_argument("styles", nargs="+", help="style image(s) (painting); several are blended")
+    p.add_argument("inputs", nargs="*", metavar="CONTENT STYLE",
+                   help="the content image (photo), or a video (.mp4/.webm/.mov/.mkv/.gif) or folder of frames, then "
+                        "the style image(s) (paintings; several are blended)")
+    p.add_argument("--texture", nargs="+", metavar="PAINTING",
+                   help="no photo: a texture of these paintings, of --size N (square) or --size WxH "
+                        "(Gatys et al.'s texture synthesis); with --seamless it tiles")
     p.add_argument("-o", "--output", required=True,
                    help="output image (.png, .jpg or .webp); for a video content a video file or a folder")
     p.add_argument("--overwrite", action="store_true", help="replace the output file if it exists")
     look = p.add_argument_group("the look")
-    add_declared(look, st.Options, ("size", "steps", "init", "seed", "color", "style_loss"))
+    add_declared(look, st.Options, ("size", "steps", "init", "seed", "color", "style_loss", "seamless"))
     add_declared(look, st.LossWeights, ("strength", "content", "style", "tv", "photoreal"))
     _add_look_options(look)
     add_declared(look, photoreal.Smoothing)
@@ -90,13 +95,15 @@ def add_declared(group, cls, names=None) -> None:
         flags = [f for f in (SHORT.get(name), _flag(name, spec)) if f]
         default, k = getattr(defaults, name), kind(cls, name)
         text = spec.describe(k)
-        if k is bool:
+        if k is bool and not default:   # a switch: --seamless
+            group.add_argument(*flags, dest=_dest(name, spec), action="store_true", help=text)
+        elif k is bool:
             group.add_argument(*flags, dest=_dest(name, spec), choices=("on", "off"),
                                default="on" if default else "off", help=text)
         elif spec.choices:
             group.add_argument(*flags, dest=_dest(name, spec), choices=spec.choices, default=default, help=text)
         else:
-            group.add_argument(*flags, dest=_dest(name, spec), type=k, default=default, help=text)
+            group.add_argument(*flags, dest=_dest(name, spec), type=TYPES.get(name, k), default=default, help=text)
 
 
 def from_declared(cls, args, **more):
@@ -106,11 +113,22 @@ def from_declared(cls, args, **more):
         dest = _dest(name, spec)
         if hasattr(args, dest):
             v = getattr(args, dest)
-            values[name] = v == "on" if kind(cls, name) is bool else v
+            values[name] = v == "on" if isinstance(v, str) and kind(cls, name) is bool else v
     return cls(**values, **more)
 
 
+def _size(text: str):
+    """``--size``: a long side in px, or WIDTHxHEIGHT (for a texture)."""
+    w, sep, h = text.lower().partition("x")
+    try:
+        return (int(w), int(h)) if sep else int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a size in px (e.g. 512) or WIDTHxHEIGHT (e.g. 1024x512), "
+                                         f"got {text!r}") from None
+
+
 SHORT = {"size": "-s"}
+TYPES = {"size": _size}
 
 
 def _flag(name: str, spec) -> str:
@@ -227,7 +245,8 @@ def run_stylize(args) -> int:
     # optimisation): a run that cannot succeed never starts, and nothing is written.
     settings = _settings(args)
     opts, weights, content, targets, smoothing, clip_io = settings
-    is_clip = clips.check_cli_paths(args.content, args.output, clip_io.frames, args.overwrite)
+    is_clip = args.content is not None and clips.check_cli_paths(args.content, args.output, clip_io.frames,
+                                                                 args.overwrite)
     out = Path(args.output) if is_clip else check_output_path(args.output, args.overwrite)
     _load_images(args, content, targets, opts, clip_io)
     if is_clip:
@@ -236,7 +255,10 @@ def run_stylize(args) -> int:
     model = load_vgg(args.weights, pooling=args.pooling, convention=args.convention, device=pick_device(args.device))
     result = stylize(model, content, targets, weights, opts, callback=None if args.quiet else ProgressBar())
     checks.check_result(result.image)
-    image = photoreal.smooth(result.image, content.image.to(result.image.device), smoothing.radius, smoothing.eps)
+    if not content.texture:   # the guided filter needs the photo
+        image = photoreal.smooth(result.image, content.image.to(result.image.device), smoothing.radius, smoothing.eps)
+    else:
+        image = result.image
     if is_clip:
         clips.write_clip(image.cpu(), out, clip_io.fps or clips.video_fps(args.content), overwrite=args.overwrite)
     else:
@@ -249,7 +271,13 @@ def run_stylize(args) -> int:
 def _settings(args):
     """(Options, LossWeights, ContentTarget, [StyleTarget], Smoothing, ClipSettings) from the
     arguments, every number checked; the targets' images are filled in by :func:`_load_images`."""
-    content = st.ContentTarget(None, layers=parse_layers(args.content_layers, "content"))
+    if args.canvas is None:
+        content = st.ContentTarget(None, layers=parse_layers(args.content_layers, "content"))
+    elif min(args.canvas) < st.MIN_SIZE or max(args.canvas) > st.MAX_SIZE:
+        raise ValueError(f"a texture of {args.canvas[1]}×{args.canvas[0]} px: use {st.MIN_SIZE} to {st.MAX_SIZE} px "
+                         "a side")
+    else:
+        content = st.ContentTarget.canvas(*args.canvas)
     style_layers = parse_layers(args.style_layers, "style")
     video = from_declared(st.VideoOptions, args)
     opts = from_declared(st.Options, args, scale_steps=args.scale_steps, video=video)
@@ -267,13 +295,19 @@ def _settings(args):
     checks.check_loss_weights(weights)
     checks.check_fields(smoothing)
     checks.check_fields(clip_io)
+    if content.texture:
+        checks.check_texture(content, opts)
     return opts, weights, content, targets, smoothing, clip_io
 
 
 def _load_images(args, content, targets, opts, clip_io) -> None:
     """Read the images into the targets (the start image into the content), and check they can work."""
-    clip = clips.is_clip(args.content)
-    content.image = clips.read_clip(args.content, clip_io.frames, opts.size).frames if clip else load_image(args.content)
+    if content.texture:
+        pass   # the canvas: no photo to read
+    elif clips.is_clip(args.content):
+        content.image = clips.read_clip(args.content, clip_io.frames, opts.size).frames
+    else:
+        content.image = load_image(args.content)
     for t, path in zip(targets, args.styles):
         t.image = load_image(path)
     if args.regions:
@@ -359,10 +393,30 @@ def parse_args(argv: List[str]):
 def _parse(parser: argparse.ArgumentParser, argv: List[str]):
     """The parsed arguments, or None after printing argparse's complaint as one ``error:`` line."""
     try:
-        return parser.parse_args(argv)
+        return _inputs(parser.parse_args(argv))
     except UsageError as e:
         print(f"error: {_one_line(str(e))} (see --help)", file=sys.stderr)
         return None
+
+
+def _inputs(args):
+    """``args.content`` and ``args.styles`` from the positional inputs, or from ``--texture`` (no
+    content; ``args.canvas`` the texture's (height, width) from ``--size N`` or ``--size WxH``)."""
+    if not hasattr(args, "inputs"):
+        return args
+    args.canvas = None
+    if args.texture:
+        if args.inputs:
+            raise UsageError("with --texture give only paintings (after --texture), no content image")
+        w, h = args.size if isinstance(args.size, tuple) else (args.size, args.size)
+        args.content, args.styles, args.canvas, args.size = None, args.texture, (h, w), 0
+        return args
+    if isinstance(args.size, tuple):
+        raise UsageError("--size WIDTHxHEIGHT is for --texture; for a photo give the long side (e.g. --size 512)")
+    if len(args.inputs) < 2:
+        raise UsageError("give a content image and at least one style image (or --texture PAINTING for a texture)")
+    args.content, args.styles = args.inputs[0], args.inputs[1:]
+    return args
 
 
 def _one_line(text: str) -> str:

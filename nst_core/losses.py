@@ -94,26 +94,28 @@ def tv_loss(image: torch.Tensor) -> torch.Tensor:
 
 class _TVClosedForm(torch.autograd.Function):
     """``w·(mean dx² + mean dy²)`` = xᵀAx with A = w·(DxᵀDx/Nx + DyᵀDy/Ny), a discrete Laplacian:
-    ``h = Ax`` is one depthwise 3×3 convolution of the edge-replicated image, the value is x·h and
-    the gradient 2h (kept for the backward, one multiply). Three operations forward and one back,
-    where the differences take a dozen each way."""
+    ``h = Ax`` is one depthwise 3×3 convolution of the edge-replicated image (wrapped around for a
+    periodic image, whose last row and column neighbour the first), the value is x·h and the
+    gradient 2h (kept for the backward, one multiply). Three operations forward and one back, where
+    the differences take a dozen each way."""
 
     @staticmethod
-    def forward(ctx, image, weight: float):
-        h = F.conv2d(F.pad(image, (1, 1, 1, 1), mode="replicate"), _laplacian(image, weight), groups=image.shape[1])
+    def forward(ctx, image, weight: float, periodic: bool):
+        padded = F.pad(image, (1, 1, 1, 1), mode="circular" if periodic else "replicate")
+        h = F.conv2d(padded, _laplacian(image, weight, periodic), groups=image.shape[1])
         ctx.save_for_backward(h)
         return torch.dot(image.reshape(-1), h.reshape(-1))
 
     @staticmethod
     def backward(ctx, grad):
         (h,) = ctx.saved_tensors
-        return h * (2 * grad), None
+        return h * (2 * grad), None, None
 
 
-def _laplacian(image: torch.Tensor, weight: float) -> torch.Tensor:
+def _laplacian(image: torch.Tensor, weight: float, periodic: bool = False) -> torch.Tensor:
     b, c, hh, ww = image.shape
-    return _laplacian_kernel(c, weight / max(b * c * hh * (ww - 1), 1), weight / max(b * c * (hh - 1) * ww, 1),
-                             image.dtype, image.device)
+    nx, ny = (b * c * hh * ww,) * 2 if periodic else (b * c * hh * (ww - 1), b * c * (hh - 1) * ww)
+    return _laplacian_kernel(c, weight / max(nx, 1), weight / max(ny, 1), image.dtype, image.device)
 
 
 @functools.lru_cache(maxsize=16)
@@ -123,10 +125,11 @@ def _laplacian_kernel(c: int, ax: float, ay: float, dtype, device) -> torch.Tens
     return k.to(dtype).expand(c, 1, 3, 3).contiguous().to(device)
 
 
-def tv_closed_form(image: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+def tv_closed_form(image: torch.Tensor, weight: float = 1.0, periodic: bool = False) -> torch.Tensor:
     """``weight · tv_loss(image)`` in closed form (the same value up to float rounding, fewer
-    operations; the optimisation loop's TV term). ``image`` is ``[B, C, H, W]``."""
-    return _TVClosedForm.apply(image, float(weight))
+    operations; the optimisation loop's TV term), or ``weight · seamless.tv_periodic(image)`` where
+    ``periodic``. ``image`` is ``[B, C, H, W]``."""
+    return _TVClosedForm.apply(image, float(weight), bool(periodic))
 
 
 def stacked_terms(parts: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:

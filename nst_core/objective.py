@@ -17,6 +17,7 @@ import torch
 
 from .blocks import Block, whole
 from .losses import EPS, as_matrix, resize_mask, stacked_terms, sum_sq
+from .seamless import circular_padding
 from .style_stats import SlicedW, add_moment_gradient, moment_sums
 from .terms import ContentTerm, PixelTerms, StyleTerm
 from .vgg import layer_stride
@@ -32,6 +33,7 @@ class Objective:
         c_layers, self.c_targets, c_weight, c_mask = content.layers, content.targets, content.weight, content.mask
         self.c_layers = c_layers
         self.styles, self.style_weight, self.pixel = styles, job.weights.style_weight(), pixel
+        self.periodic = job.opts.seamless       # the image wraps around: seamless.py
         self.layers = sorted(set(c_layers) | {n for t in styles for n in t.layers}, key=lambda n: model.index[n])
         self.deepest = self.layers[-1]
         self.c_masks = {n: None if c_mask is None else resize_mask(c_mask, self.layer_hw(n)) for n in c_layers}
@@ -66,7 +68,8 @@ class Objective:
     def features(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         if self.memory_format is not None:
             x = x.contiguous(memory_format=self.memory_format)
-        return self.model(x, self.layers)
+        with circular_padding(self.model, self.periodic):
+            return self.model(x, self.layers)
 
     # -- pieces per block ------------------------------------------------------------------------
 

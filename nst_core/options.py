@@ -50,6 +50,12 @@ class ContentTarget:
                            low=0.0, high=1000.0, step=0.05, cli=False)
     mask: Optional[torch.Tensor] = None      # [H, W] or [N, H, W], 0..1: where the content term applies
     init_image: Optional[torch.Tensor] = None   # [N, 3, H, W]: the start with init "image" (one per frame, or one)
+    texture: bool = False                    # no photo: ``image`` is a blank canvas of the size wanted (``canvas``)
+
+    @classmethod
+    def canvas(cls, height: int, width: int) -> "ContentTarget":
+        """No photo: a texture of the style(s) of this size (texture synthesis, Gatys et al. 2015)."""
+        return cls(torch.full((1, 3, int(height), int(width)), 0.5), layers={}, weight=0.0, texture=True)
 
 
 @dataclass
@@ -115,9 +121,9 @@ class Options:
                        low=MIN_SIZE, high=MAX_SIZE, zero="the content's own size")
     steps: int = option(100, "Iterations at the first (coarsest) scale; each finer scale gets half as many "
                              "(at least 20).", low=1, high=MAX_STEPS)
-    init: str = option("content", "Starting image: content (the photo: fast, faithful), noise (more style, varies "
-                                  "with the seed), style_mean (the painting's mean colour) or image (an image of "
-                                  "your own).", choices=INITS)
+    init: str = option("content", "Starting image: content (the photo: fast, faithful; noise for a texture), noise "
+                                  "(more style, varies with the seed), style_mean (the painting's mean colour) or "
+                                  "image (an image of your own).", choices=INITS)
     seed: int = option(0, "Seed of the noise that the noise and style_mean starts use.", low=0, high=2 ** 64 - 1)
     color: str = option("none", "Keep the photo's colours: luminance transfers the style on brightness only; "
                                 "linear and histogram recolour the painting to the photo first; none keeps the "
@@ -126,6 +132,9 @@ class Options:
                                      "classic look), mean_std (per-channel mean and spread: colour and contrast, "
                                      "lighter texture), w2 (mean and covariance, Wasserstein), sliced_w (whole "
                                      "feature distributions: crisp textures; not with tiles).", choices=STYLE_LOSSES)
+    seamless: bool = option(False, "Make the output tile without a seam (textures, patterns, game and 3D "
+                                   "surfaces): the network sees it wrapped around, and its sides become multiples of "
+                                   "16 px.")
     optimizer: str = option("lbfgs", "lbfgs converges in fewer steps (the classic choice); adam uses less "
                                      "memory.", choices=OPTIMIZERS)
     start_size: int = option(256, "Coarse to fine: the first scale's long side in px; sizes grow ×√2 up to the "

@@ -5,6 +5,7 @@ from typing import List, Tuple
 
 from .image import fit_size
 from .options import MIN_SIZE, Options, StylizeError
+from .seamless import periodic_size
 
 
 def plan_scales(content_hw: Tuple[int, int], opts: Options) -> List[Tuple[Tuple[int, int], int]]:
@@ -27,6 +28,8 @@ def plan_scales(content_hw: Tuple[int, int], opts: Options) -> List[Tuple[Tuple[
         steps = [max(opts.min_scale_steps if len(sides) > 1 else 1, int(round(opts.steps * opts.step_decay ** k)))
                  for k in range(len(sides))]
     plan = [(fit_size(content_hw, side), n) for side, n in zip(sides, steps)]
+    if opts.seamless:   # every layer's grid then holds whole periods
+        plan = [(periodic_size(hw), n) for hw, n in plan]
     for (h, w), _ in plan:
         if min(h, w) < 16:
             raise StylizeError(f"the content's aspect ratio gives a {w}×{h} px scale, too thin for VGG; "

@@ -15,9 +15,9 @@ def initial_image(job, content: torch.Tensor, frame: int) -> torch.Tensor:
     """The start for ``job``'s init (``job.Job``) at the size of ``content``, the photo at this scale."""
     opts, device = job.opts, job.device
     hw = tuple(content.shape[-2:])
-    if opts.init == "content":
+    if opts.init == "content" and not job.content.texture:
         return content.clone()
-    if opts.init == "noise":
+    if opts.init in ("content", "noise"):   # a texture has no photo to start from
         return _noise((1, 3) + hw, opts.seed + frame, device)
     if opts.init == "style_mean":
         styles = job.styles

@@ -15,6 +15,7 @@ from .blocks import block_features
 from .image import fit_size, resize
 from .losses import resize_mask
 from .options import MIN_SIZE, StyleTarget, StylizeError
+from .seamless import edge_taper
 from .style_stats import SlicedW, expectations, moment_sums
 from .terms import ContentTerm, StyleTerm
 from .vgg import layer_stride
@@ -40,11 +41,18 @@ def pick_mask(mask: Optional[torch.Tensor], frame: int) -> Optional[torch.Tensor
 
 
 def content_term(job, c_img: torch.Tensor, frame: int) -> ContentTerm:
-    """The content term of one scale of one frame (``c_img``: the photo at that scale)."""
+    """The content term of one scale of one frame (``c_img``: the photo at that scale); none for a
+    texture; seamless, the photo counts less towards the edges so the painting can fill the seam."""
+    if job.content.texture:
+        return ContentTerm({}, {}, 0.0)
     layers = normalised(job.content.layers)
     targets = content_features(job.model, job.as_seen(c_img), list(layers), job.memory_format,
                                job.tile_at(c_img.shape[-2:]))
-    return ContentTerm(layers, targets, job.weights.content * job.content.weight, pick_mask(job.content.mask, frame))
+    mask = pick_mask(job.content.mask, frame)
+    if job.opts.seamless:
+        taper = edge_taper(tuple(c_img.shape[-2:]), c_img.device)
+        mask = taper if mask is None else resize_mask(mask, taper.shape).to(taper.device) * taper
+    return ContentTerm(layers, targets, job.weights.content * job.content.weight, mask)
 
 
 @torch.no_grad()

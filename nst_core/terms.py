@@ -51,11 +51,12 @@ class PixelTerms:
     tv: float
     temporal: Optional[TemporalTerm] = None
     photoreal: Optional[PhotorealTerm] = None
+    periodic: bool = False                   # seamless: the last row and column neighbour the first
 
     def __call__(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         # TV first: autograd runs the nodes made last first, so its backward comes after the
         # network's, when the activations are freed.
-        terms = {"tv": tv_closed_form(x, self.tv * TV_SCALE)}
+        terms = {"tv": tv_closed_form(x, self.tv * TV_SCALE, periodic=self.periodic)}
         if self.temporal is not None:
             terms["temporal"] = self.temporal(x)
         if self.photoreal is not None:

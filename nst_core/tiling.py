@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import torch
 
-from .blocks import blocks, crop
+from .blocks import add_crop, blocks, crop
 from .objective import Objective, finish_terms
 
 
-def evaluate_tiled(obj: Objective, x: torch.Tensor, tile: int):
-    """:meth:`Objective.evaluate` with the network run in blocks of at most ``tile`` px."""
+def evaluate_tiled(obj: Objective, x: torch.Tensor, tile: int, wrap: bool = False):
+    """:meth:`Objective.evaluate` with the network run in blocks of at most ``tile`` px (``wrap``: the
+    image is periodic, and blocks take their context across its edges)."""
     x = x.detach()
-    bl = blocks(obj.hw, tile)
+    bl = blocks(obj.hw, tile, wrap)
     sums, content = {}, torch.zeros((), device=x.device)
     with torch.no_grad():
         for b in bl:
@@ -43,8 +44,7 @@ def evaluate_tiled(obj: Objective, x: torch.Tensor, tile: int):
     for b in bl:
         xc = crop(x, b).clone().requires_grad_(True)
         obj.backward(obj.features(xc), b, dsums, {})
-        y0, y1, x0, x1 = b.crop
-        grad[..., y0:y1, x0:x1] += xc.grad
+        add_crop(grad, b, xc.grad)
         del xc
     xg = x.clone().requires_grad_(True)
     pixel = obj.pixel(xg)

@@ -29,6 +29,7 @@ from .objective import Objective
 from .options import ContentTarget, LossWeights, Options, Result, StepInfo, StyleTarget, StylizeError
 from .runtime import device_settings, memory_format_for, runtime_model
 from .schedule import plan_scales
+from .seamless import resize_periodic
 from .start import initial_image
 from .style_stats import statistic
 from .targets import content_term, style_terms
@@ -142,12 +143,12 @@ def _frame(job: Job, frame: torch.Tensor, plan, follow, run: RunState, scale_sta
         if x is None:
             x = job.as_seen(initial_image(job, job.as_seen(c_img), run.frame))
         elif tuple(x.shape[-2:]) != tuple(hw):
-            x = resize(x, hw)
+            x = resize_periodic(x, hw) if job.opts.seamless else resize(x, hw)
         if run.frame == 0:
             scale_starts.append(run.iteration)
         obj = objective_at(job, c_img, run.frame, temporal)
         tile = job.tile_at(hw)
-        evaluate = partial(evaluate_tiled, obj, tile=tile) if tile else obj.evaluate
+        evaluate = partial(evaluate_tiled, obj, tile=tile, wrap=job.opts.seamless) if tile else obj.evaluate
         try:
             x = optimise(evaluate, x, steps, run, c_img, tiled=bool(tile))
         except torch.OutOfMemoryError:
@@ -178,5 +179,5 @@ def objective_at(job: Job, c_img: torch.Tensor, frame: int, temporal: Optional[T
     if job.weights.photoreal > 0:   # built once per scale from the content at that scale
         from .photoreal import laplacian_term
         photoreal = PhotorealTerm(laplacian_term(c_img), job.weights.photoreal)
-    pixel = PixelTerms(job.weights.tv, temporal, photoreal)
+    pixel = PixelTerms(job.weights.tv, temporal, photoreal, job.opts.seamless)
     return Objective(job, c_img.shape[-2:], content_term(job, c_img, frame), style_terms(job, c_img, frame), pixel)

@@ -81,6 +81,20 @@ def test_tv_closed_form_is_the_tv_loss_and_its_gradient():
     assert abs(float(value.detach()) - 2.5 * float(losses.tv_loss(x))) <= bound
 
 
+def test_tv_closed_form_of_a_periodic_image_is_the_periodic_tv():
+    """Seamless images: the closed form with wrap-around against the periodic differences
+    (seamless.tv_periodic's formula, here in float64)."""
+    torch.manual_seed(8)
+    for shape in [(1, 3, 8, 12), (1, 3, 2, 5), (2, 1, 1, 4)]:
+        x = torch.rand(shape, dtype=torch.float64, requires_grad=True)
+        ref = 1.5 * ((x - x.roll(1, -1)).pow(2).mean() + (x - x.roll(1, -2)).pow(2).mean())
+        (g_ref,) = torch.autograd.grad(ref, x)
+        value = losses.tv_closed_form(x, 1.5, periodic=True)
+        (g,) = torch.autograd.grad(value, x)
+        assert float(value.detach()) == pytest.approx(float(ref.detach()), rel=1e-12, abs=1e-15)
+        assert torch.allclose(g, g_ref, rtol=1e-12, atol=1e-15)
+
+
 def test_resize_mask_area_average():
     m = torch.zeros(4, 4)
     m[:2, :2] = 1

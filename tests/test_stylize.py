@@ -85,7 +85,7 @@ def test_multiscale_plan_and_run(vgg, content96, style96):
 
 @pytest.mark.parametrize("bad,match", [
     (dict(content_layers={"relu9_1": 1}), "unknown layer name"),
-    (dict(size=8), "too small"),
+    (dict(size=8), r"size is 8; use 0 \(the content.s own size\) or a value from 32"),
     (dict(optimizer="sgd"), "unknown optimizer"),
 ])
 def test_bad_input_clear_messages(vgg, content96, style96, bad, match):

@@ -4,8 +4,8 @@
     python tools/upgrade_workflow.py my_workflow.json              # writes my_workflow.v0.3.json
     python tools/upgrade_workflow.py old.json -o new.json
 
-Optimize 0.2 had 17 widgets; 0.3 shows size, steps, style_strength, style_loss, init, seed and
-color, and takes the rest from the optional Optimize Settings and Video Settings nodes. Each old
+Optimize 0.2 had 17 widgets; 0.3 shows size, steps, style_strength, style_loss, init, seed, color
+and seamless, and takes the rest from the optional Optimize Settings and Video Settings nodes. Each old
 Optimize node keeps its values: the face widgets move to their new places, and a settings node is
 added and wired in where an old value differs from the default (a Video Settings node wherever the
 old node was used for video: temporal off, or another flow, long-term, passes or frame steps).
@@ -23,14 +23,14 @@ from pathlib import Path
 OLD_WIDGETS = ["init", "optimizer", "steps", "size", "start_size", "seed", "color", "temporal", "precision",
                "preview_interval", "tile_size", "frame_steps", "style_strength", "style_loss", "flow", "long_term",
                "passes"]
-FACE = ["size", "steps", "style_strength", "style_loss", "init", "seed", "color"]
+FACE = ["size", "steps", "style_strength", "style_loss", "init", "seed", "color", "seamless"]
 RUN = {"optimizer": "lbfgs", "start_size": 256, "precision": "auto", "tile_size": 0, "lr": 0.02,
        "history_size": 0, "preview_interval": 10}
 VIDEO = {"temporal": True, "flow": "dis", "long_term": 0, "passes": 1, "frame_steps": 0}
 DEFAULTS = {"init": "content", "steps": 100, "size": 512, "seed": 0, "color": "none", "style_strength": 0.5,
-            "style_loss": "gram", **RUN, **VIDEO}
+            "style_loss": "gram", "seamless": False, **RUN, **VIDEO}
 TYPES = {"size": "INT", "steps": "INT", "style_strength": "FLOAT", "style_loss": "COMBO", "init": "COMBO",
-         "seed": "INT", "color": "COMBO"}
+         "seed": "INT", "color": "COMBO", "seamless": "BOOLEAN"}
 VERSION = "0.3.0"
 LINKED = [("vgg", "NST_MODEL"), ("content", "NST_CONTENT"), ("style", "NST_STYLE")]
 OPTIONAL = [("loss", "NST_LOSS"), ("settings", "NST_SETTINGS"), ("video", "NST_VIDEO"), ("init_image", "IMAGE")]

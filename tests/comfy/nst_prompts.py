@@ -21,7 +21,7 @@ def loads_a_checkpoint(path: Path) -> bool:
 
 # Optimize's face; Optimize Settings (node "11"); Video Settings (node "12", only where a video input is given).
 FACE_DEFAULTS = {"size": 64, "steps": 4, "style_strength": 0.5, "style_loss": "gram", "init": "content", "seed": 0,
-                 "color": "none"}
+                 "color": "none", "seamless": False}
 RUN_DEFAULTS = {"optimizer": "lbfgs", "start_size": 0, "precision": "auto", "tile_size": 0, "lr": 0.02,
                 "history_size": 0, "preview_interval": 2}
 VIDEO_DEFAULTS = {"temporal": True, "flow": "dis", "long_term": 0, "passes": 1, "frame_steps": 0}

@@ -131,7 +131,7 @@ def _shrunk(prompt: dict, ckpt: str) -> dict:
         elif kind == "KSampler":
             inputs.update(steps=2)
         elif kind == "NeuralStyleOptimize":
-            inputs.update(steps=6, size=SMALL, start_size=0)
+            inputs.update(steps=6, size=SMALL)   # at or below the start size: one scale
     return prompt
 
 

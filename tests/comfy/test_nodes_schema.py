@@ -7,6 +7,7 @@ import pytest
 
 EXPECTED_NODES = {
     "NeuralStyleLoadVGG", "NeuralStyleSampleImage", "NeuralStyleSampleVideo", "NeuralStyleEncodeContent",
+    "NeuralStyleTextureCanvas",
     "NeuralStyleEncodeStyle", "NeuralStyleLossSettings", "NeuralStyleOptimizeSettings", "NeuralStyleVideoSettings",
     "NeuralStyleOptimize", "NeuralStyleColorMatch", "NeuralStylePhotorealLoss", "NeuralStylePhotoSmooth",
 }
@@ -53,7 +54,7 @@ def _widgets(info) -> dict:
 
 def test_optimize_shows_the_everyday_controls_and_the_settings_nodes_the_rest(object_info):
     assert list(_widgets(object_info["NeuralStyleOptimize"])) == [
-        "size", "steps", "style_strength", "style_loss", "init", "seed", "color"]
+        "size", "steps", "style_strength", "style_loss", "init", "seed", "color", "seamless"]
     optional = object_info["NeuralStyleOptimize"]["input"]["optional"]
     assert {k: v[0] for k, v in optional.items()} == {"loss": "NST_LOSS", "settings": "NST_SETTINGS",
                                                       "video": "NST_VIDEO", "init_image": "IMAGE"}
@@ -85,7 +86,7 @@ def test_each_option_is_declared_once_for_the_cli_and_the_nodes(object_info):
             if typ in ("INT", "FLOAT"):
                 assert opts["max"] == spec.high, name
             checked += 1
-    assert checked == 7 + 6 + 5 + 4, checked
+    assert checked == 8 + 6 + 5 + 4, checked
 
 
 def test_search_aliases_where_the_schema_has_them(nst_pack, object_info):

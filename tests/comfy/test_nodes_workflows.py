@@ -78,6 +78,20 @@ def _video(res, node_id):
         return [f.to_ndarray(format="rgb24").astype(np.float32) / 255.0 for f in container.decode(video=0)]
 
 
+def _check_texture(res, prompt, path) -> None:
+    """A texture workflow: the saved texture has the canvas's size in multiples of 16 (seamless), is
+    not blank, and whatever tiles it (stock Image Stitch) shows it 2×2."""
+    (save,) = [nid for nid, n in prompt.items() if n["class_type"] == "SaveImage"]
+    (img,) = res.images(save)
+    canvas = next(n["inputs"] for n in prompt.values() if n["class_type"] == "NeuralStyleTextureCanvas")
+    assert img.size == tuple(max(16, (s + 8) // 16 * 16) for s in (canvas["width"], canvas["height"]))
+    assert to_array(img).std() > 0.05, f"{path.stem}: a blank texture"
+    (preview,) = [nid for nid, n in prompt.items() if n["class_type"] == "PreviewImage"]
+    (tiled,) = res.images(preview)
+    assert tiled.size == (2 * img.size[0], 2 * img.size[1])
+    assert np.abs(to_array(tiled)[: img.size[1], : img.size[0]] - to_array(img)).mean() < 0.01
+
+
 @pytest.mark.parametrize("path", PACK_ONLY_FILES, ids=lambda p: p.stem)
 def test_example_workflow_runs(nst_pack, object_info, path):
     ui = json.loads(path.read_text())
@@ -92,11 +106,14 @@ def test_example_workflow_runs(nst_pack, object_info, path):
     for node in prompt.values():   # one scale
         if node["class_type"] == "NeuralStyleOptimizeSettings":
             node["inputs"]["start_size"] = 0
-    for node in prompt.values():  # stock scalers feeding size-0 Optimize nodes: scale down too
-        if node["class_type"] == "ImageScale":
+    for node in prompt.values():  # stock scalers and canvases feeding size-0 Optimize nodes: scale down too
+        if node["class_type"] in ("ImageScale", "NeuralStyleTextureCanvas"):
             w, h = node["inputs"]["width"], node["inputs"]["height"]
             node["inputs"]["width"], node["inputs"]["height"] = fit((w, h), SMALL)
     res = nst_pack.execute_prompt(prompt)
+    if prompt[optimizers[0]["inputs"]["content"][0]]["class_type"] == "NeuralStyleTextureCanvas":
+        _check_texture(res, prompt, path)
+        return
 
     frames = _content_frames(res, prompt, optimizers[0])
     expected = fit((frames.shape[2], frames.shape[1]), SMALL)

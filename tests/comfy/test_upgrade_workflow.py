@@ -32,7 +32,7 @@ def test_upgraded_0_2_workflow_keeps_every_value_and_validates(nst_pack, object_
     (opt,) = [n for n in new["nodes"] if n["type"] == "NeuralStyleOptimize"]
     # 0.2 order: init, optimizer, steps, size, start_size, seed, color, temporal, precision, ...
     init, _, steps, size, start, seed, color = old_opt["widgets_values"][:7]
-    assert opt["widgets_values"] == [size, steps, 0.5, "gram", init, seed, color]
+    assert opt["widgets_values"] == [size, steps, 0.5, "gram", init, seed, color, False]
     (settings,) = [n for n in new["nodes"] if n["type"] == "NeuralStyleOptimizeSettings"]
     assert settings["widgets_values"][1] == start == 128
     nodes = {n["id"]: n for n in new["nodes"]}
