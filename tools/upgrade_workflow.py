@@ -30,7 +30,9 @@ VIDEO = {"temporal": True, "flow": "dis", "long_term": 0, "passes": 1, "frame_st
 DEFAULTS = {"init": "content", "steps": 100, "size": 512, "seed": 0, "color": "none", "style_strength": 0.5,
             "style_loss": "gram", "seamless": False, **RUN, **VIDEO}
 TYPES = {"size": "INT", "steps": "INT", "style_strength": "FLOAT", "style_loss": "COMBO", "init": "COMBO",
-         "seed": "INT", "color": "COMBO", "seamless": "BOOLEAN"}
+         "seed": "INT", "color": "COMBO", "seamless": "BOOLEAN", "optimizer": "COMBO", "start_size": "INT",
+         "precision": "COMBO", "tile_size": "INT", "lr": "FLOAT", "history_size": "INT", "preview_interval": "INT",
+         "temporal": "BOOLEAN", "flow": "COMBO", "long_term": "INT", "passes": "INT", "frame_steps": "INT"}
 VERSION = "0.3.0"
 LINKED = [("vgg", "NST_MODEL"), ("content", "NST_CONTENT"), ("style", "NST_STYLE")]
 OPTIONAL = [("loss", "NST_LOSS"), ("settings", "NST_SETTINGS"), ("video", "NST_VIDEO"), ("init_image", "IMAGE")]
@@ -54,20 +56,22 @@ class Graph:
         self.links = {link[0]: link for link in workflow["links"]}
         self.made = {}     # (type, widget values) -> the settings node made for them, shared
 
-    def settings_node(self, kind: str, pos, widgets: list, output: tuple) -> dict:
+    def settings_node(self, kind: str, pos, values: dict, output: tuple) -> dict:
         """A settings node with these values: the one made already for an earlier Optimize, or a new one."""
-        key = (kind, json.dumps(widgets))
+        key = (kind, json.dumps(values))
         if key not in self.made:
-            self.made[key] = self.new_node(kind, pos, widgets, output)
+            self.made[key] = self.new_node(kind, pos, values, output)
         return self.made[key]
 
-    def new_node(self, kind: str, pos, widgets: list, output: tuple) -> dict:
+    def new_node(self, kind: str, pos, values: dict, output: tuple) -> dict:
+        """A node whose inputs are these widgets (by name, in order), as the frontend saves one."""
         self.w["last_node_id"] = max(self.w.get("last_node_id", 0), max(n["id"] for n in self.w["nodes"])) + 1
-        node = {"id": self.w["last_node_id"], "type": kind, "pos": pos, "size": [300, 40 + 26 * len(widgets)],
-                "flags": {}, "order": 0, "mode": 0, "inputs": [],
+        node = {"id": self.w["last_node_id"], "type": kind, "pos": pos, "size": [300, 40 + 26 * len(values)],
+                "flags": {}, "order": 0, "mode": 0,
+                "inputs": [{"name": n, "type": TYPES[n], "link": None, "widget": {"name": n}} for n in values],
                 "outputs": [{"name": output[0], "type": output[1], "links": []}],
                 "properties": {"cnr_id": "comfyui-neural-style", "ver": VERSION, "Node name for S&R": kind},
-                "widgets_values": widgets}
+                "widgets_values": list(values.values())}
         self.w["nodes"].append(node)
         return node
 
@@ -92,12 +96,12 @@ def upgrade_optimize(graph: Graph, node: dict) -> None:
             graph.links[i["link"]][4] = slot
     x, y = node["pos"][0], node["pos"][1] + node.get("size", [0, 400])[1] + 40
     if any(values[k] != v for k, v in RUN.items()):
-        settings = graph.settings_node("NeuralStyleOptimizeSettings", [x, y], [values[k] for k in RUN],
+        settings = graph.settings_node("NeuralStyleOptimizeSettings", [x, y], {k: values[k] for k in RUN},
                                        ("settings", "NST_SETTINGS"))
         graph.connect(settings, node, len(LINKED) + len(FACE) + 1)
         y += settings["size"][1] + 40
     if any(values[k] != v for k, v in VIDEO.items()):
-        video = graph.settings_node("NeuralStyleVideoSettings", [x, y], [values[k] for k in VIDEO],
+        video = graph.settings_node("NeuralStyleVideoSettings", [x, y], {k: values[k] for k in VIDEO},
                                     ("video", "NST_VIDEO"))
         graph.connect(video, node, len(LINKED) + len(FACE) + 2)
 
