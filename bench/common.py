@@ -36,6 +36,25 @@ def git_commit() -> str:
         return "unknown"
 
 
+def nst_core_sha256(root: Path = ROOT) -> str:
+    """sha256 over the bytes of nst_core's Python files, concatenated in sorted path order: the files
+    ``git ls-files 'nst_core/*.py'`` lists, or where the tree is no git checkout (a copied working
+    tree) every ``nst_core/**/*.py``. It names the code measured where a commit cannot."""
+    import hashlib
+    try:
+        out = subprocess.run(["git", "-C", str(root), "ls-files", "nst_core/*.py"], capture_output=True, text=True,
+                             timeout=10)
+        paths = out.stdout.split() if out.returncode == 0 else []
+    except (OSError, subprocess.SubprocessError):
+        paths = []
+    if not paths:
+        paths = [p.relative_to(root).as_posix() for p in (root / "nst_core").rglob("*.py")]
+    digest = hashlib.sha256()
+    for rel in sorted(paths):
+        digest.update((root / rel).read_bytes())
+    return digest.hexdigest()
+
+
 def machine() -> str:
     """CPU model, cores and torch version in one line (the GPU's name where one is used)."""
     import torch

@@ -2,10 +2,11 @@
 # One prepared measurement of the pack on a CUDA GPU (sections and outputs: bench/gpu_check.py):
 #   bash bench/gpu_check.sh [--out DIR] [--smoke] [--compile|--no-compile] [--only SECTIONS] [--budget S]
 # --smoke rehearses every section on the CPU at tiny sizes. The interpreter is $PYTHON, else python3.
+# Results go to --out DIR, else to a new temporary folder: into bench/results/ only when named.
 set -u
 PY=${PYTHON:-python3}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-OUT=$ROOT/bench/results/gpu
+OUT=
 ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -13,7 +14,9 @@ while [ $# -gt 0 ]; do
     *) ARGS+=("$1"); shift ;;
   esac
 done
+[ -n "$OUT" ] || OUT=$(mktemp -d "${TMPDIR:-/tmp}/gpu_check.XXXXXX") || exit 2
 mkdir -p "$OUT" && OUT=$(cd "$OUT" && pwd) || exit 2
+echo "results in $OUT"
 cd "$ROOT" || exit 2
 "$PY" -c "import torch" 2>/dev/null || { echo "error: $PY cannot import torch; set PYTHON to an interpreter that can" >&2; exit 2; }
 export PYTHONUNBUFFERED=1 PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"

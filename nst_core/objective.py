@@ -9,12 +9,14 @@ image (:meth:`Objective.evaluate`) and the exact tiled evaluation of ``tiling.py
 """
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Dict, List, Optional, Tuple
 
 import torch
 
 from .blocks import Block, whole
-from .losses import EPS, as_matrix, resize_mask, sum_sq
+from .losses import EPS, as_matrix, resize_mask, stacked_terms, sum_sq
 from .seamless import circular_padding
 from .style_stats import SlicedW, add_moment_gradient, moment_sums
 from .terms import ContentTerm, PixelTerms, StyleTerm
@@ -51,6 +53,13 @@ class Objective:
                 mass = float(m.sum()) if m is not None else float(self.layer_hw(n)[0] * self.layer_hw(n)[1])
                 if mass > 0:
                     self.views[(i, n)] = (m, mass)
+        # Gram: each view's target and factors, and its weight in the total (one dot product).
+        if hasattr(self.stat, "view_constants"):
+            self.gram_views = {(i, n): self.stat.view_constants(styles[i].targets[n], mass,
+                                                                self.style_weight * styles[i].weight * styles[i].layers[n])
+                               for (i, n), (_, mass) in self.views.items()}
+            self.gram_coef = torch.tensor([v.coef for v in self.gram_views.values()], dtype=torch.float32,
+                                          device=model.mean.device)
 
     def layer_hw(self, name: str) -> Tuple[int, int]:
         s = layer_stride(name)
@@ -72,16 +81,16 @@ class Objective:
         out = {}
         for (i, n), (m, _) in self.views.items():
             w = self._weights(m, block, layer_stride(n))
-            out[(i, n)] = moment_sums(block.core_of(feats[n], n), w, self.stat.needs)
+            out[(i, n)] = moment_sums(block.core_of(feats[n], n), w, self.stat.needs, mass=False)
         return out
 
     def style_from_sums(self, sums) -> Tuple[torch.Tensor, Dict[tuple, Dict[str, torch.Tensor]]]:
         """The style term from the whole image's moment sums, and its gradient per sum."""
-        if hasattr(self.stat, "distance_and_gradient"):
+        if hasattr(self.stat, "view_constants"):
             return self._style_closed_form(sums)
         leaves = {key: {k: v.detach().requires_grad_(True) for k, v in s.items() if k != "mass"}
                   for key, s in sums.items()}
-        total = torch.zeros((), device=next(iter(sums.values()))["mass"].device) if sums else torch.zeros(())
+        total = torch.zeros((), device=next(iter(next(iter(sums.values())).values())).device) if sums else torch.zeros(())
         for (i, n), leaf in leaves.items():
             term = self.styles[i]
             mass = self.views[(i, n)][1]
@@ -95,15 +104,14 @@ class Objective:
         return style.detach(), dsums
 
     def _style_closed_form(self, sums):
-        """:meth:`style_from_sums` for a statistic whose gradient has a closed form."""
-        total, dsums = None, {}
-        for (i, n), s in sums.items():
-            term = self.styles[i]
-            scale = self.style_weight * term.weight * term.layers[n]
-            value, grads = self.stat.distance_and_gradient(s, self.views[(i, n)][1], term.targets[n])
-            total = value * scale if total is None else total + value * scale
-            dsums[(i, n)] = {k: g.mul_(scale) for k, g in grads.items()}
-        return (total if total is not None else torch.zeros(())), dsums
+        """:meth:`style_from_sums` for the Gram statistic: per view a subtraction and a dot product,
+        then one dot product with the views' factors for the total."""
+        if not sums:
+            return torch.zeros(()), {}
+        assert list(sums) == list(self.gram_views), "moment sums in the views' order"
+        errors = torch.empty(len(sums), device=self.gram_coef.device)
+        dsums = {key: self.stat.squared_error(s, self.gram_views[key], errors[k]) for k, (key, s) in enumerate(sums.items())}
+        return torch.dot(errors, self.gram_coef), dsums
 
     def sliced_style(self, feats, block: Block) -> Tuple[torch.Tensor, Dict[tuple, torch.Tensor]]:
         """The sliced Wasserstein style term of a whole image and its gradient per view."""
@@ -118,11 +126,12 @@ class Objective:
         return total, grads
 
     def content_value(self, feats, block: Block) -> torch.Tensor:
-        total = torch.zeros((), device=feats[self.deepest].device)
+        total = None
         for n in self.c_layers:
             d, m = self._content_diff(block.core_of(feats[n], n).detach(), block, n)
-            total = total + self.c_scale[n] * (sum_sq(d) if m is None else (d.float().pow(2) * m).sum())
-        return total
+            value = self.c_scale[n] * (sum_sq(d) if m is None else (d.float().pow(2) * m).sum())
+            total = value if total is None else total + value
+        return total if total is not None else torch.zeros((), device=feats[self.deepest].device)
 
     def _content_diff(self, f: torch.Tensor, block: Block, name: str):
         """``(F − T, mask)`` over the block's core, ``f`` being the core's features."""
@@ -198,15 +207,14 @@ class Objective:
         else:
             (style, dsums), direct = self.style_from_sums(self.block_sums(feats, block)), {}
         content = self.content_value(feats, block)
-        self.backward(feats, block, dsums, direct, extra=sum(pixel.values()))
+        self.backward(feats, block, dsums, direct, extra=functools.reduce(operator.add, pixel.values()))
         return x.grad, finish_terms(content, style, pixel)
 
 
 def finish_terms(content, style, pixel) -> Dict[str, torch.Tensor]:
     terms = {"content": content.detach(), "style": style.detach()}
     terms.update({k: v.detach() for k, v in pixel.items()})
-    terms["total"] = sum(terms.values())
-    return terms
+    return stacked_terms(terms)
 
 
 def _format_of(t: torch.Tensor):

@@ -162,6 +162,10 @@ class Options:
                                         "layout), not on MPS.", choices=SWITCH, cli=False)
     cudnn_benchmark: Optional[bool] = None   # cuDNN's autotuner; None: as the host has it (it costs seconds per new size)
     tf32: bool = option(True, "TF32 matrix arithmetic on the CUDA GPUs that have it.", cli=False)
+    cuda_graph: str = option("off", "Each iteration as one CUDA graph (a few eager ones first, then one launch an "
+                                    "iteration); tiles, Adam and other devices run eagerly. auto and on use it "
+                                    "where it can run (on says when it cannot); off until measured on a GPU.",
+                             choices=SWITCH, cli=False)
     video: VideoOptions = field(default_factory=VideoOptions)
 
 

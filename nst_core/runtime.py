@@ -57,15 +57,16 @@ def _reduced_dtype(precision: str) -> torch.dtype:
 
 
 def runtime_model(model: VGGFeatures, device: torch.device, opts: Options):
-    """The model as the loop runs it: for fp32 the model itself; for bf16/fp16 a copy with its
-    weights cast once (and laid out channels_last when that is on) instead of autocast, which
-    would recast every weight at every pass (~10 ms a pass on the CPU). The copy is kept on the
-    model for the next run with the same settings."""
+    """The model as the loop runs it: for fp32 in NCHW the model itself; otherwise a copy with its
+    weights cast once to bf16/fp16 (instead of autocast, which would recast every weight at every
+    pass: ~10 ms a pass on the CPU) and laid out channels_last when that is on (else a convolution
+    copies its weight into the input's layout at every pass, forward and backward). The copy is
+    kept on the model for the next run with the same settings."""
     precision = resolve_precision(device, opts.precision)
-    if precision == "fp32":
-        return model
-    dtype = _reduced_dtype(precision)
     fmt = memory_format_for(device, opts.channels_last)
+    if precision == "fp32" and fmt is None:
+        return model
+    dtype = torch.float32 if precision == "fp32" else _reduced_dtype(precision)
     key = (dtype, fmt, str(device))
     cached = getattr(model, "_runtime_copy", None)
     if cached is None or cached[0] != key:
@@ -87,7 +88,7 @@ def runtime_model(model: VGGFeatures, device: torch.device, opts: Options):
 
 
 def drop_runtime_copy(model: VGGFeatures) -> None:
-    """Free the reduced-precision copy :func:`runtime_model` keeps (e.g. before the GPU is reused)."""
+    """Free the copy :func:`runtime_model` keeps (e.g. before the GPU is reused)."""
     object.__setattr__(model, "_runtime_copy", None)
 
 

@@ -19,6 +19,7 @@ Deviations, one line each:
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
@@ -43,13 +44,18 @@ def _weighted(m: torch.Tensor, w: Optional[torch.Tensor], nhwc: bool) -> torch.T
     return m * (w.view(-1, 1) if nhwc else w.view(1, -1)).to(m.dtype)
 
 
-def moment_sums(features: torch.Tensor, weights: Optional[torch.Tensor], names: Sequence[str]) -> Moments:
-    """Weighted sums over the positions of ``[1, C, H, W]`` features (detached, fp32): ``mass`` = Σw,
-    and for each name in ``names`` Σw·f, Σw·f² or Σw·f fᵀ. ``weights`` is ``[H·W]`` or None (all 1)."""
+def moment_sums(features: torch.Tensor, weights: Optional[torch.Tensor], names: Sequence[str],
+                mass: bool = True) -> Moments:
+    """Weighted sums over the positions of ``[1, C, H, W]`` features (detached, fp32): ``mass`` = Σw
+    (unless ``mass`` is False), and for each name in ``names`` Σw·f, Σw·f² or Σw·f fᵀ. ``weights`` is
+    ``[H·W]`` or None (all 1)."""
     m, nhwc = as_matrix(features.detach())
     m = m[0]                                        # [N, C] (nhwc) or [C, N]
-    n = m.shape[0] if nhwc else m.shape[1]
-    out = {"mass": m.new_tensor(float(n), dtype=torch.float32) if weights is None else weights.float().sum()}
+    out = {}
+    if mass:
+        n = m.shape[0] if nhwc else m.shape[1]
+        # A fill, not a tensor made from a host number: no copy to the device.
+        out["mass"] = m.new_full((), n, dtype=torch.float32) if weights is None else weights.float().sum()
     mw = _weighted(m, weights, nhwc)
     if "ffT" in names:
         out["ffT"] = (mw.t() @ m if nhwc else mw @ m.t()).float()
@@ -58,6 +64,14 @@ def moment_sums(features: torch.Tensor, weights: Optional[torch.Tensor], names: 
     if "f2" in names:
         out["f2"] = (mw.float() * m.float()).sum(0 if nhwc else 1)
     return out
+
+
+@dataclass
+class Symmetric:
+    """The gradient ``alpha · t`` with respect to Σw·f fᵀ, ``t`` symmetric: it goes back into the
+    features as one product with ``2·alpha`` folded in (no ``t + tᵀ``, no scaling pass)."""
+    t: torch.Tensor
+    alpha: float
 
 
 def add_moment_gradient(grad: torch.Tensor, features: torch.Tensor, weights: Optional[torch.Tensor],
@@ -71,8 +85,9 @@ def add_moment_gradient(grad: torch.Tensor, features: torch.Tensor, weights: Opt
     mw = _weighted(m, weights, nhwc)
     dt = g.dtype
     if "ffT" in dsums:
-        sym = (dsums["ffT"] + dsums["ffT"].t()).to(dt)
-        g.addmm_(mw, sym) if nhwc else g.addmm_(sym, mw)
+        d = dsums["ffT"]
+        sym, alpha = (d.t.to(dt), 2.0 * d.alpha) if isinstance(d, Symmetric) else ((d + d.t()).to(dt), 1.0)
+        g.addmm_(mw, sym, alpha=alpha) if nhwc else g.addmm_(sym, mw, alpha=alpha)
     if "f" in dsums:
         w = torch.ones(m.shape[0] if nhwc else m.shape[1], device=m.device, dtype=dt) if weights is None \
             else weights.to(dt)
@@ -98,12 +113,26 @@ class Gram:
     def distance(self, s, t) -> torch.Tensor:
         return (s["gram"] - t["gram"]).pow(2).mean() / (t["norm"] + EPS)
 
-    def distance_and_gradient(self, sums: Moments, mass: float, t) -> Tuple[torch.Tensor, Moments]:
-        """The distance from the moment sums and its gradient per sum, in closed form (a few
-        operations instead of an autograd pass over a small graph at every evaluation)."""
-        diff = sums["ffT"] / mass - t["gram"]
-        scale = 1.0 / (diff.numel() * (t["norm"] + EPS))
-        return diff.pow(2).sum() * scale, {"ffT": diff * (2.0 * scale / mass)}
+    def view_constants(self, t, mass: float, weight: float) -> "GramView":
+        """What one (style, layer) view's term needs at every evaluation, computed once: the target
+        scaled by the view's mass, and the factors of the value and the gradient (host numbers)."""
+        coef = weight / (t["gram"].numel() * (float(t["norm"]) + EPS) * mass * mass)
+        return GramView(t["gram"] * mass, coef)
+
+    def squared_error(self, sums: Moments, view: "GramView", out: torch.Tensor) -> Moments:
+        """``out`` (a 0-d slot) = Σ (Σw f fᵀ − mass·T)², the view's term over ``view.coef``; returns
+        the gradient per sum. With D = Σw f fᵀ − mass·T, the term is coef·ΣD² and its gradient
+        2·coef·D (D symmetric): the value takes a subtraction and a dot product."""
+        d = torch.sub(sums["ffT"], view.mass_target)
+        flat = d.view(-1)
+        torch.dot(flat, flat, out=out)
+        return {"ffT": Symmetric(d, 2.0 * view.coef)}
+
+
+@dataclass
+class GramView:
+    mass_target: torch.Tensor    # mass · target Gram
+    coef: float                  # the view's term = coef · Σ(Σw f fᵀ − mass·T)²
 
 
 class MeanStd:

@@ -6,8 +6,7 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from .losses import TV_SCALE, tv_loss
-from .seamless import tv_periodic
+from .losses import TV_SCALE, tv_closed_form
 
 
 @dataclass
@@ -57,7 +56,7 @@ class PixelTerms:
     def __call__(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         # TV first: autograd runs the nodes made last first, so its backward comes after the
         # network's, when the activations are freed.
-        terms = {"tv": self.tv * TV_SCALE * (tv_periodic(x) if self.periodic else tv_loss(x))}
+        terms = {"tv": tv_closed_form(x, self.tv * TV_SCALE, periodic=self.periodic)}
         if self.temporal is not None:
             terms["temporal"] = self.temporal(x)
         if self.photoreal is not None:

@@ -150,7 +150,7 @@ def _frame(job: Job, frame: torch.Tensor, plan, follow, run: RunState, scale_sta
         tile = job.tile_at(hw)
         evaluate = partial(evaluate_tiled, obj, tile=tile, wrap=job.opts.seamless) if tile else obj.evaluate
         try:
-            x = optimise(evaluate, x, steps, run, c_img)
+            x = optimise(evaluate, x, steps, run, c_img, tiled=bool(tile))
         except torch.OutOfMemoryError:
             raise StylizeError(
                 f"out of memory on {job.device} at {hw[1]}×{hw[0]} px. Lower the output size, set a tile size "

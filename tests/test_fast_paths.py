@@ -146,6 +146,49 @@ def test_lbfgs_compact_form_with_a_preconditioner_matches_the_two_loop():
         prev = (xf, g)
 
 
+def _two_loop(g, pairs, gamma, P):
+    """-H·g by the two-loop recursion over ``pairs`` (oldest first) with H0 = γP."""
+    q, alphas = g.clone(), []
+    for s, y in reversed(pairs):
+        a = torch.dot(s, q) / torch.dot(y, s)
+        q = q - a * y
+        alphas.append(a)
+    r = gamma * (P @ q)
+    for (s, y), a in zip(pairs, reversed(alphas)):
+        r = r + s * (a - torch.dot(y, r) / torch.dot(y, s))
+    return -r
+
+
+def test_lbfgs_skips_pairs_of_negative_curvature_like_the_two_loop_without_them():
+    """On an indefinite quadratic some pairs have sᵀy <= 0: they keep their slot in the ring (the
+    memory holds the last m pairs, good or not) but do nothing, and γ comes from the newest good
+    pair. Each step is the two-loop recursion's over the good pairs among the last m."""
+    torch.manual_seed(6)
+    n, m = 48, 3
+    q, _ = torch.linalg.qr(torch.randn(n, n))
+    A = q @ torch.diag(torch.linspace(-0.3, 2.0, n)) @ q.T
+    B = torch.randn(n, n)
+    for P in (torch.eye(n), B @ B.T / n + 0.1 * torch.eye(n)):
+        x = (0.5 + 0.1 * torch.randn(n)).view(1, 1, 6, 8)
+        opt = LBFGS(x, history_size=m, lo=-1e9, hi=1e9, max_step_rms=0, precondition=lambda v, out: out.copy_(P @ v))
+        ring, gamma, prev, bad = [], 1.0, None, 0
+        for k in range(12):
+            xf = x.flatten().clone()
+            g = A @ (xf - 0.3)
+            if prev is not None:
+                s, y = xf - prev[0], g - prev[1]
+                good = float(torch.dot(s, y)) > 1e-10 * float(torch.dot(y, y))
+                bad += not good
+                gamma = float(torch.dot(s, y) / torch.dot(y, P @ y)) if good else gamma
+                ring = (ring + [(s, y, good)])[-m:]
+            opt.step(g.view_as(x))
+            if prev is not None:
+                want = _two_loop(g, [(s, y) for s, y, ok in ring if ok], gamma, P)
+                assert torch.allclose(x.flatten() - xf, want, rtol=1e-4, atol=1e-6), k
+            prev = (xf, g)
+        assert bad >= 2, "the test needs pairs of negative curvature"
+
+
 def test_lbfgs_long_steps_are_shortened_along_the_same_direction():
     """The trust region: a step longer than max_step_rms (RMS per element) is cut to that length,
     not clipped per element; shorter steps are left alone."""
@@ -179,7 +222,12 @@ def test_auto_settings_resolve_per_device(vgg):
     assert runtime.memory_format_for(cpu, "auto") is torch.channels_last
     assert runtime.memory_format_for(cpu, "off") is None
     assert runtime.memory_format_for(torch.device("mps"), "auto") is None
-    assert runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp32")) is vgg
+    assert runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp32", channels_last="off")) is vgg
+    # fp32 channels_last: a copy whose weights are laid out so, with the same values
+    cl = runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp32", channels_last="on"))
+    w, w0 = cl.features[0].weight, vgg.features[0].weight
+    assert cl is not vgg and w.dtype == torch.float32 and w.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(w, w0) and not w0.is_contiguous(memory_format=torch.channels_last)
     with pytest.raises(nst_core.StylizeError, match="precision"):
         runtime.runtime_model(vgg, cpu, nst_core.Options(precision="fp8"))
 

@@ -1,5 +1,7 @@
 """Loss terms against direct, loop-based computations on small tensors."""
+import pytest
 import torch
+import torch.nn.functional as F
 
 from nst_core import losses
 
@@ -50,6 +52,47 @@ def test_tv_loss_gradient():
     plain = ((x[..., :, 1:] - x[..., :, :-1]) ** 2).mean() + ((x[..., 1:, :] - x[..., :-1, :]) ** 2).mean()
     (g_ref,) = torch.autograd.grad(2.5 * plain, x)
     assert torch.allclose(g, g_ref, atol=1e-7)
+
+
+def test_tv_closed_form_is_the_tv_loss_and_its_gradient():
+    """The closed form (a Laplacian convolution) against the differences: in float64 equal to
+    rounding; in float32 within the rounding bound of its arithmetic, elementwise for the
+    gradient (each element a five-term sum) and for the value (a dot product of n terms)."""
+    torch.manual_seed(7)
+    for shape in [(1, 3, 9, 11), (2, 3, 1, 6), (1, 1, 7, 1), (1, 3, 16, 16)]:
+        x = torch.rand(shape, dtype=torch.float64, requires_grad=True)
+        (g_ref,) = torch.autograd.grad(2.5 * losses.tv_loss(x), x)
+        value = losses.tv_closed_form(x, 2.5)
+        (g,) = torch.autograd.grad(value, x)
+        assert float(value.detach()) == pytest.approx(2.5 * float(losses.tv_loss(x).detach()), rel=1e-12, abs=1e-15)
+        assert torch.allclose(g, g_ref, rtol=1e-12, atol=1e-15)
+    x = torch.rand(1, 3, 33, 40, dtype=torch.float64)
+    assert torch.autograd.gradcheck(lambda t: losses.tv_closed_form(t, 1.7), (x[..., :6, :7].clone().requires_grad_(True),))
+    x32 = x.float().requires_grad_(True)
+    value = losses.tv_closed_form(x32, 2.5)
+    (g32,) = torch.autograd.grad(value, x32)
+    k = losses._laplacian(x, 2.5).abs()
+    spread = F.conv2d(F.pad(x.abs(), (1, 1, 1, 1), mode="replicate"), k, groups=3)   # Σ|k·x| per element
+    u = 2.0 ** -24
+    exact_g = 2 * F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), losses._laplacian(x, 2.5), groups=3)
+    assert ((g32.double() - exact_g).abs() <= 2 * 6 * u * 2 * spread + 1e-30).all()
+    n = x.numel()
+    bound = n * u * float((x.abs() * spread).sum()) + 6 * u * float((x.abs() * spread).sum())
+    assert abs(float(value.detach()) - 2.5 * float(losses.tv_loss(x))) <= bound
+
+
+def test_tv_closed_form_of_a_periodic_image_is_the_periodic_tv():
+    """Seamless images: the closed form with wrap-around against the periodic differences
+    (seamless.tv_periodic's formula, here in float64)."""
+    torch.manual_seed(8)
+    for shape in [(1, 3, 8, 12), (1, 3, 2, 5), (2, 1, 1, 4)]:
+        x = torch.rand(shape, dtype=torch.float64, requires_grad=True)
+        ref = 1.5 * ((x - x.roll(1, -1)).pow(2).mean() + (x - x.roll(1, -2)).pow(2).mean())
+        (g_ref,) = torch.autograd.grad(ref, x)
+        value = losses.tv_closed_form(x, 1.5, periodic=True)
+        (g,) = torch.autograd.grad(value, x)
+        assert float(value.detach()) == pytest.approx(float(ref.detach()), rel=1e-12, abs=1e-15)
+        assert torch.allclose(g, g_ref, rtol=1e-12, atol=1e-15)
 
 
 def test_resize_mask_area_average():

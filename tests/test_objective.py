@@ -70,7 +70,27 @@ def test_channels_last_gives_the_same_gradient(vgg, content96, style96):
     g0, t0 = _objective(vgg, content96, style96, masked=True).evaluate(x)
     g1, t1 = _objective(vgg, content96, style96, masked=True, memory_format=torch.channels_last).evaluate(x)
     assert float(t1["total"]) == pytest.approx(float(t0["total"]), rel=1e-4)
-    assert float((g1 - g0).norm() / g0.norm()) < 1e-4
+    # Each layout is within its float32 rounding r of the exact gradient, so the two are within 2r.
+    # r is what the network's float32 backward at this size gives against float64 (it depends on the
+    # convolution algorithm a CPU's library picks: 6e-4 on one, 5e-7 on another).
+    r = max(_network_rounding(vgg, x, fmt) for fmt in (torch.contiguous_format, torch.channels_last))
+    assert float((g1 - g0).norm() / g0.norm()) <= 2 * r + 1e-6
+
+
+def _network_rounding(vgg, x, fmt):
+    """Relative difference of the gradient of a random linear function of the tapped features,
+    float32 in layout ``fmt`` against float64."""
+    import copy
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+
+    def grad(model, image):
+        image = image.clone().requires_grad_(True)
+        feats = model(image.contiguous(memory_format=fmt), layers)
+        gen = torch.Generator().manual_seed(0)
+        loss = sum((f * torch.randn(f.shape, generator=gen, dtype=torch.float64).to(f.dtype)).sum() for f in feats.values())
+        return torch.autograd.grad(loss, image)[0].double()
+    exact = grad(copy.deepcopy(vgg).double(), x.double())
+    return float((grad(vgg, x) - exact).norm() / exact.norm())
 
 
 @pytest.mark.parametrize("stat", ["gram", "w2"])

@@ -74,12 +74,16 @@ def test_sliced_w_of_a_shifted_copy():
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
 @pytest.mark.parametrize("masked", [False, True])
-def test_moment_gradient_equals_autograd(layout, masked):
-    """add_moment_gradient gives ∂L/∂F for a loss of the moment sums, as autograd does."""
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_moment_gradient_equals_autograd(layout, masked, symmetric):
+    """add_moment_gradient gives ∂L/∂F for a loss of the moment sums, as autograd does; a symmetric
+    gradient for Σw f fᵀ may come as ``Symmetric`` (its factor folded into the product)."""
     torch.manual_seed(2)
     f = torch.randn(1, 6, 5, 7).contiguous(memory_format=layout)
     w = torch.rand(35) if masked else None
     coef = {"f": torch.randn(6), "f2": torch.randn(6), "ffT": torch.randn(6, 6)}
+    if symmetric:
+        coef["ffT"] = coef["ffT"] + coef["ffT"].t()
 
     def loss_of(sums):
         return sum((coef[k] * sums[k]).sum() for k in coef)
@@ -89,7 +93,7 @@ def test_moment_gradient_equals_autograd(layout, masked):
     sums = {"f": (ww[:, None] * m).sum(0), "f2": (ww[:, None] * m * m).sum(0), "ffT": (ww[:, None] * m).t() @ m}
     (want,) = torch.autograd.grad(loss_of(sums), fr)
     got = torch.zeros_like(f)
-    S.add_moment_gradient(got, f, w, coef)
+    S.add_moment_gradient(got, f, w, dict(coef, ffT=S.Symmetric(2 * coef["ffT"], 0.5)) if symmetric else coef)
     assert torch.allclose(got, want, atol=1e-4)
     s = S.moment_sums(f, w, ("f", "f2", "ffT"))
     for k in coef:
