@@ -127,8 +127,8 @@ def _laplacian_kernel(c: int, ax: float, ay: float, dtype, device) -> torch.Tens
 
 def tv_closed_form(image: torch.Tensor, weight: float = 1.0, periodic: bool = False) -> torch.Tensor:
     """``weight · tv_loss(image)`` in closed form (the same value up to float rounding, fewer
-    operations; the optimisation loop's TV term), or ``weight · seamless.tv_periodic(image)`` where
-    ``periodic``. ``image`` is ``[B, C, H, W]``."""
+    operations; the optimisation loop's TV term); where ``periodic``, the last row and column also
+    neighbour the first, and the means run over every pixel. ``image`` is ``[B, C, H, W]``."""
     return _TVClosedForm.apply(image, float(weight), bool(periodic))
 
 

@@ -3,7 +3,7 @@
 What makes the optimised image periodic (``Options.seamless``):
 - the network sees it wrapped around: circular padding in every VGG convolution (the 2×2 poolings
   need none, because sizes are multiples of ``PERIOD``, so every pooling window lies inside one period);
-- the TV term also compares the last row and column with the first (``losses.tv_loss``);
+- the TV term also compares the last row and column with the first (``losses.tv_closed_form``);
 - tiles take their context across the image's edges (``blocks``);
 - a content photo, which is not periodic, counts less towards the edges (``edge_taper``), so the
   painting fills the seam.
@@ -50,12 +50,6 @@ def edge_taper(hw: Tuple[int, int], device=None) -> torch.Tensor:
     dy = torch.minimum(ys, hw[0] - 1 - ys).clamp(max=ramp) / ramp
     dx = torch.minimum(xs, hw[1] - 1 - xs).clamp(max=ramp) / ramp
     return dy.view(-1, 1) * dx.view(1, -1)
-
-
-def tv_periodic(image: torch.Tensor) -> torch.Tensor:
-    """``losses.tv_loss`` with the last row and column neighbours of the first (means over all pixels)."""
-    x = image.float()
-    return (x - x.roll(1, -1)).pow(2).mean() + (x - x.roll(1, -2)).pow(2).mean()
 
 
 def resize_periodic(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:

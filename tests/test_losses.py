@@ -83,7 +83,7 @@ def test_tv_closed_form_is_the_tv_loss_and_its_gradient():
 
 def test_tv_closed_form_of_a_periodic_image_is_the_periodic_tv():
     """Seamless images: the closed form with wrap-around against the periodic differences
-    (seamless.tv_periodic's formula, here in float64)."""
+    (each pixel against its right and lower neighbour, wrapping around; in float64)."""
     torch.manual_seed(8)
     for shape in [(1, 3, 8, 12), (1, 3, 2, 5), (2, 1, 1, 4)]:
         x = torch.rand(shape, dtype=torch.float64, requires_grad=True)
