@@ -14,7 +14,7 @@ MIN_SIZE = 32
 INITS = ("content", "noise", "style_mean", "image")
 COLOR_MODES = ("none", "luminance", "linear", "histogram")
 OPTIMIZERS = ("lbfgs", "adam")
-STYLE_LOSSES = ("gram", "mean_std", "w2", "sliced_w")
+STYLE_LOSSES = ("gram", "mean_std", "w2", "sliced_w", "gram_deep_ms")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FLOWS = ("dis", "farneback", "shift")   # frame-to-frame motion: OpenCV's optical flows, or one global shift
 
@@ -76,7 +76,7 @@ class Options:
     init_image: Optional[torch.Tensor] = None
     seed: int = 0
     color: str = "none"             # none | luminance | linear | histogram
-    style_loss: str = "gram"        # gram | mean_std | w2 | sliced_w (see style_stats.py)
+    style_loss: str = "gram"        # gram | mean_std | w2 | sliced_w | gram_deep_ms (see style_stats.py)
     frame_steps: int = 0            # iterations for frames after the first (0: the last scale's)
     temporal: bool = True           # warm-start + temporal loss across frames
     flow: str = "dis"               # frame-to-frame motion: dis | farneback (optical flow) | shift (one global shift)

@@ -49,7 +49,7 @@ def _autograd_loss(obj, x):
     return total
 
 
-@pytest.mark.parametrize("stat", ["gram", "mean_std", "w2", "sliced_w"])
+@pytest.mark.parametrize("stat", ["gram", "mean_std", "w2", "sliced_w", "gram_deep_ms"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_injected_gradient_equals_autograd(vgg, content96, style96, stat, masked):
     obj = _objective(vgg, content96, style96, stat, masked)
@@ -72,7 +72,7 @@ def test_channels_last_gives_the_same_gradient(vgg, content96, style96):
     assert float((g1 - g0).norm() / g0.norm()) < 1e-4
 
 
-@pytest.mark.parametrize("stat", ["gram", "w2"])
+@pytest.mark.parametrize("stat", ["gram", "w2", "gram_deep_ms"])
 def test_tiled_gradient_is_the_untiled_one(vgg, stat):
     """At 320 px in 224 px tiles (4 blocks, 64 px halo... capped by the tile) and in 288 px tiles
     (96 px halo): the same loss and gradient as one pass over the whole image."""

@@ -112,5 +112,35 @@ def test_sliced_gradient_equals_autograd_through_sort():
 
 
 def test_unknown_statistic_is_refused_with_the_choices():
-    with pytest.raises(S.StyleStatError, match="gram, mean_std, w2, sliced_w"):
+    with pytest.raises(S.StyleStatError, match="gram, mean_std, w2, sliced_w, gram_deep_ms"):
         S.statistic("gramm")
+
+
+def test_deep_mean_std_is_gram_shallow_and_mean_std_deep():
+    torch.manual_seed(5)
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    out, target = _moments(torch.randn(4), a @ a.t() + 0.1 * torch.eye(4)), _moments(torch.rand(4), b @ b.t())
+    stat = S.statistic("gram_deep_ms")
+    for layer, sub in (("relu2_1", S.Gram()), ("relu5_1", S.MeanStd())):
+        got = float(stat.distance(stat.stat(out), stat.prepare_layer(layer, target)))
+        assert got == pytest.approx(_distance(sub, out, target), rel=1e-6)
+        assert float(stat.distance(stat.stat(target), stat.prepare_layer(layer, target))) == pytest.approx(0, abs=1e-5)
+
+
+@pytest.mark.parametrize("layer", ["relu1_1", "relu4_1"])
+def test_deep_mean_std_gradient_per_sum_equals_autograd(layer):
+    """The distance's gradient with respect to the moment sums (what the objective injects)."""
+    torch.manual_seed(6)
+    f = torch.rand(1, 5, 6, 7) * 2
+    sums = S.moment_sums(f, None, ("f", "f2", "ffT"))
+    mass = float(sums.pop("mass"))
+    stat = S.statistic("gram_deep_ms")
+    t = stat.prepare_layer(layer, S.expectations(S.moment_sums(torch.rand(1, 5, 4, 4), None, ("f", "f2", "ffT"))))
+    value, grads = stat.distance_and_gradient(sums, mass, t)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in sums.items()}
+    ref = t["stat"].distance(t["stat"].stat({k: v / mass for k, v in leaves.items()}), t)
+    want = torch.autograd.grad(ref, [leaves[k] for k in grads])
+    assert float(value) == pytest.approx(float(ref), rel=1e-5)
+    assert set(grads) == ({"ffT"} if layer == "relu1_1" else {"f", "f2"})
+    for g, w in zip(grads.values(), want):
+        assert torch.allclose(g, w, rtol=1e-4, atol=1e-8)
