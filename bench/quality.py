@@ -62,7 +62,7 @@ GROUPS = {"reference": list(PAIRS), "people": list(PEOPLE)}
 PAIRS.update(PEOPLE)
 
 STRENGTHS = ("0.25", "0.5", "0.75")
-STYLE_LOSSES = ("gram", "mean_std", "w2", "sliced_w")
+STYLE_LOSSES = ("gram", "mean_std", "w2", "sliced_w", "gram_deep_ms")
 
 
 def all_configs() -> Dict[str, List[str]]:
@@ -70,6 +70,7 @@ def all_configs() -> Dict[str, List[str]]:
     configs = {"default": []}
     configs.update({f"strength_{s}": ["--style-strength", s] for s in STRENGTHS})
     configs.update({f"loss_{n}": ["--style-loss", n] for n in STYLE_LOSSES})
+    configs["loss_gram_deep_ms_0.75"] = ["--style-loss", "gram_deep_ms", "--style-strength", "0.75"]
     return configs
 
 
@@ -129,6 +130,9 @@ def run_or_reuse(pair: str, config: str, flags: List[str], args) -> Dict[str, ob
         if meta.get("args") not in (None, cli_args(pair, flags, png, args.size, args.extra_list)):
             log(f"    note: it was made with other flags: {' '.join(meta['args'])}")
         return dict(meta, image=png)
+    if args.no_run:
+        log(f"  {pair} / {config}: no output, not run (--no-run)")
+        return {"error": "not run", "image": None}
     log(f"  {pair} / {config}: running the CLI {' '.join(flags) or '(defaults)'} …")
     meta = run_cli(pair, flags, png, args.size, args.extra_list)
     log(f"    {meta['seconds']:.1f} s" + (f", FAILED: {meta['error']}" if meta["returncode"] else ""))
@@ -303,7 +307,8 @@ def pair_section(pair: str, rows: List[Dict[str, object]], sheet: Path) -> str:
         if "content" in r:
             table.append([r["config"], r["content"], r["style"], r["structure"], r.get("new_faces"), r["seconds"]])
         else:
-            table.append([r["config"], None, None, None, None, f"failed: {r['error']}"])
+            why = r["error"] if r["error"] == "not run" else f"failed: {r['error']}"
+            table.append([r["config"], None, None, None, None, why])
     return (f"## {pair} ({photo} + {painting})\n\n![{pair}]({sheet.name})\n\n"
             + md_table(["config", "content ↓", "style ↓", "structure ↑", "new faces ↓", "time s"], table)
             + "\n\nObjects of the painting in the photo: none / … (to be filled in by eye from the contact sheet)\n")
@@ -373,6 +378,7 @@ def parse_args(argv=None):
     p.add_argument("--configs", help=f"comma-separated subset of {', '.join(all_configs())}")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder for images, RESULTS.md, results.json")
     p.add_argument("--reuse", action="store_true", help="skip CLI runs whose PNG already exists")
+    p.add_argument("--no-run", action="store_true", help="with --reuse: score what exists, run nothing")
     p.add_argument("--extra", default="", help='further CLI flags for every run, e.g. "--steps 20 --start-size 0"')
     p.add_argument("--no-faces", action="store_const", const="--no-faces given", default=None,
                    help="do not count faces (faces.py needs facenet-pytorch)")
