@@ -117,7 +117,9 @@ class Optimize(io.ComfyNode):
                                        "Multiplies the loss settings' style weight by 0.1 at 0 and 10 at 1."),
                 io.Combo.Input("style_loss", options=list(STYLE_LOSSES), default=d.style_loss, optional=True,
                                tooltip="Which statistics of the painting to match: gram (Gatys et al., the "
-                                       "classic look), mean_std (per-channel mean and spread: colour and "
+                                       "classic look), gram_deep_ms (Gram at the shallow layers, mean and "
+                                       "spread at the deep ones: fewer of the painting's objects, lighter "
+                                       "style), mean_std (per-channel mean and spread: colour and "
                                        "contrast, lighter texture), w2 (mean and covariance, Wasserstein), "
                                        "sliced_w (whole feature distributions: crisp textures; not with "
                                        "tiles)."),

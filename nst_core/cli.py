@@ -97,7 +97,9 @@ def _add_look_options(p: argparse.ArgumentParser, d: st.Options, w: st.LossWeigh
                    help="0..1: less or more of the painting, in even steps (0.5: the calibrated balance); "
                         "multiplies the style weight by 0.1 at 0 and 10 at 1")
     p.add_argument("--style-loss", choices=STYLE_LOSSES, default=d.style_loss,
-                   help="style statistics: gram (Gatys), mean_std (per-channel mean and spread), w2 (Gaussian "
+                   help="style statistics: gram (Gatys), gram_deep_ms (Gram at the shallow layers, mean and "
+                        "spread at relu4_1 and deeper: fewer of the painting's objects, lighter style), "
+                        "mean_std (per-channel mean and spread), w2 (Gaussian "
                         "Wasserstein-2: mean and covariance), sliced_w (whole feature distributions; not in tiles)")
     p.add_argument("--photoreal-weight", type=float, default=w.photoreal,
                    help="photorealism regulariser (matting Laplacian of the content photo); 0: off")
