@@ -98,9 +98,11 @@ class Objective:
             total = total + term.weight * term.layers[n] * self.stat.distance(self.stat.stat(e), term.targets[n])
         style = self.style_weight * total
         flat = [v for leaf in leaves.values() for v in leaf.values()]
-        grads = torch.autograd.grad(style, flat) if flat and style.requires_grad else [None] * len(flat)
+        # allow_unused: a statistic that differs per layer may leave some sums of a layer unused.
+        grads = torch.autograd.grad(style, flat, allow_unused=True) if flat and style.requires_grad \
+            else [None] * len(flat)
         it = iter(grads)
-        dsums = {key: {k: next(it) for k in leaf} for key, leaf in leaves.items()}
+        dsums = {key: {k: g for k in leaf if (g := next(it)) is not None} for key, leaf in leaves.items()}
         return style.detach(), dsums
 
     def _style_closed_form(self, sums):

@@ -23,7 +23,7 @@ MAX_STEPS = 10000
 INITS = ("content", "noise", "style_mean", "image")
 COLOR_MODES = ("none", "luminance", "linear", "histogram")
 OPTIMIZERS = ("lbfgs", "adam")
-STYLE_LOSSES = ("gram", "mean_std", "w2", "sliced_w")
+STYLE_LOSSES = ("gram", "mean_std", "w2", "sliced_w", "gram_deep_ms")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 FLOWS = ("dis", "farneback", "shift")   # frame-to-frame motion: OpenCV's optical flows, or one global shift
 SWITCH = ("auto", "on", "off")
@@ -129,9 +129,11 @@ class Options:
                                 "linear and histogram recolour the painting to the photo first; none keeps the "
                                 "painting's colours.", choices=COLOR_MODES)
     style_loss: str = option("gram", "Which statistics of the painting are matched: gram (Gatys et al., the "
-                                     "classic look), mean_std (per-channel mean and spread: colour and contrast, "
-                                     "lighter texture), w2 (mean and covariance, Wasserstein), sliced_w (whole "
-                                     "feature distributions: crisp textures; not with tiles).", choices=STYLE_LOSSES)
+                                     "classic look), gram_deep_ms (Gram at the shallow layers, mean and spread at "
+                                     "the deep ones: fewer of the painting's objects, lighter style), mean_std "
+                                     "(per-channel mean and spread: colour and contrast, lighter texture), w2 (mean "
+                                     "and covariance, Wasserstein), sliced_w (whole feature distributions: crisp "
+                                     "textures; not with tiles).", choices=STYLE_LOSSES)
     seamless: bool = option(False, "Make the output tile without a seam (textures, patterns, game and 3D "
                                    "surfaces): the network sees it wrapped around, and its sides become multiples of "
                                    "16 px.")

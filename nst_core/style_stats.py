@@ -5,10 +5,11 @@ positions (``f`` = E[f], ``f2`` = E[f²], ``ffT`` = E[f fᵀ]). Moments are sums
 exactly over tiles, blend across styles by a weighted mean, and their gradient goes back into the
 features in one pass (:func:`add_moment_gradient`) instead of autograd through the C×N matrix.
 
-- ``gram`` (Gatys et al. 2016): E[f fᵀ], the default;
+- ``gram`` (Gatys et al. 2016): E[f fᵀ];
 - ``mean_std``: per-channel mean and standard deviation (the statistics AdaIN matches);
 - ``w2``: the Wasserstein-2 distance between Gaussians with the features' mean and covariance;
-- ``sliced_w``: the sliced Wasserstein distance of the feature distributions (Heitz et al. 2021).
+- ``sliced_w``: the sliced Wasserstein distance of the feature distributions (Heitz et al. 2021);
+- ``gram_deep_ms``: Gram at the shallow layers, mean and std at relu4_1 and deeper.
 
 Deviations, one line each:
 - every distance is relative to the size of its target, so each layer counts equally;
@@ -176,6 +177,30 @@ class W2:
         return d.clamp_min(0) / (t["norm"] + EPS)
 
 
+class DeepMeanStd:
+    """Gram at the shallow layers; per-channel mean and standard deviation at ``DEEP_LAYERS``."""
+    # Deviation from Gatys: a deep layer's Gram asks for its channels to fire *together*, i.e. for the
+    # painting's objects (a face); its channels' mean and spread carry the painting's large-scale texture.
+    needs, tileable = ("ffT", "f", "f2"), True
+    DEEP_LAYERS = ("relu4_1", "relu4_2", "relu4_3", "relu4_4", "relu5_1", "relu5_2", "relu5_3", "relu5_4")
+
+    def __init__(self):
+        self.gram, self.mean_std = Gram(), MeanStd()
+
+    def stat(self, e: Moments) -> Dict[str, torch.Tensor]:
+        return e
+
+    def prepare_layer(self, name: str, e: Moments) -> Dict[str, object]:
+        sub = self.mean_std if name in self.DEEP_LAYERS else self.gram
+        return dict(sub.prepare(sub.stat(e)), stat=sub)
+
+    def prepare(self, e: Moments) -> Dict[str, object]:
+        return dict(self.gram.prepare(self.gram.stat(e)), stat=self.gram)
+
+    def distance(self, s, t) -> torch.Tensor:
+        return t["stat"].distance(t["stat"].stat(s), t)
+
+
 def _symmetric(a: torch.Tensor) -> torch.Tensor:
     return (a + a.t()) / 2
 
@@ -254,7 +279,7 @@ def _resample(quantiles: torch.Tensor, n: int) -> torch.Tensor:
     return F.interpolate(quantiles[None], size=n, mode="linear", align_corners=True)[0]
 
 
-STATISTICS = {"gram": Gram, "mean_std": MeanStd, "w2": W2, "sliced_w": SlicedW}
+STATISTICS = {"gram": Gram, "mean_std": MeanStd, "w2": W2, "sliced_w": SlicedW, "gram_deep_ms": DeepMeanStd}
 
 
 def statistic(name: str):

@@ -130,6 +130,8 @@ def style_image_at(st: StyleTarget, out_long: int, content_img: torch.Tensor, co
 def _prepared(stat, raw: Dict[str, object]) -> Dict[str, object]:
     if isinstance(stat, SlicedW):
         return raw
+    if hasattr(stat, "prepare_layer"):   # a statistic that differs per layer
+        return {n: stat.prepare_layer(n, e) for n, e in raw.items()}
     return {n: stat.prepare(stat.stat(e)) for n, e in raw.items()}
 
 

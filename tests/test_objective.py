@@ -50,7 +50,7 @@ def _autograd_loss(obj, x):
     return total
 
 
-@pytest.mark.parametrize("stat", ["gram", "mean_std", "w2", "sliced_w"])
+@pytest.mark.parametrize("stat", ["gram", "mean_std", "w2", "sliced_w", "gram_deep_ms"])
 @pytest.mark.parametrize("masked", [False, True])
 def test_injected_gradient_equals_autograd(vgg, content96, style96, stat, masked):
     obj = _objective(vgg, content96, style96, stat, masked)
@@ -93,7 +93,7 @@ def _network_rounding(vgg, x, fmt):
     return float((grad(vgg, x) - exact).norm() / exact.norm())
 
 
-@pytest.mark.parametrize("stat", ["gram", "w2"])
+@pytest.mark.parametrize("stat", ["gram", "w2", "gram_deep_ms"])
 def test_tiled_gradient_is_the_untiled_one(vgg, stat):
     """At 320 px in 224 px tiles (4 blocks, 64 px halo... capped by the tile) and in 288 px tiles
     (96 px halo): the same loss and gradient as one pass over the whole image."""

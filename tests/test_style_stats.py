@@ -116,5 +116,16 @@ def test_sliced_gradient_equals_autograd_through_sort():
 
 
 def test_unknown_statistic_is_refused_with_the_choices():
-    with pytest.raises(S.StyleStatError, match="gram, mean_std, w2, sliced_w"):
+    with pytest.raises(S.StyleStatError, match="gram, mean_std, w2, sliced_w, gram_deep_ms"):
         S.statistic("gramm")
+
+
+def test_deep_mean_std_is_gram_shallow_and_mean_std_deep():
+    torch.manual_seed(5)
+    a, b = torch.randn(4, 4), torch.randn(4, 4)
+    out, target = _moments(torch.randn(4), a @ a.t() + 0.1 * torch.eye(4)), _moments(torch.rand(4), b @ b.t())
+    stat = S.statistic("gram_deep_ms")
+    for layer, sub in (("relu2_1", S.Gram()), ("relu5_1", S.MeanStd())):
+        got = float(stat.distance(stat.stat(out), stat.prepare_layer(layer, target)))
+        assert got == pytest.approx(_distance(sub, out, target), rel=1e-6)
+        assert float(stat.distance(stat.stat(target), stat.prepare_layer(layer, target))) == pytest.approx(0, abs=1e-5)
