@@ -26,15 +26,6 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "samples"
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """A small photo and painting (64×48, 48×40) from the bundled samples."""
-    d = tmp_path_factory.mktemp("pair")
-    Image.open(ASSETS / "tubingen.jpg").convert("RGB").resize((64, 48)).save(d / "photo.png")
-    Image.open(ASSETS / "starry_night.jpg").convert("RGB").resize((48, 40)).save(d / "painting.png")
-    return d / "photo.png", d / "painting.png"
-
-
 def run_cli(capsys, *args):
     """``nst_core.cli.main`` in this process: (exit status, stderr)."""
     code = cli.main([str(a) for a in args])
