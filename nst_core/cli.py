@@ -249,7 +249,7 @@ def _settings(args):
         raise ValueError(f"--style-blend-weights has {len(blend)} values for {len(args.styles)} style images")
     targets = [st.StyleTarget(None, layers=style_layers, weight=b, scale=args.style_scale) for b in blend]
     checks.check_numbers(targets, weights, opts)
-    checks.check_fields(smoothing)
+    checks.check_fields(smoothing, " of the final smoothing")   # the CLI has no --radius
     checks.check_fields(clip_io)
     if content.texture:
         checks.check_texture(content, opts)

@@ -79,7 +79,7 @@ def tiny_run(pair, out):
     ("--frame-steps", "-1", "frame steps is -1"),
     ("--temporal-weight", "-1", "temporal weight is -1"),
     ("--fps", "-5", "fps is -5"),
-    ("--smooth-radius", "-1", "radius is -1"),
+    ("--smooth-radius", "-1", "radius of the final smoothing is -1"),
     ("--style-blend-weights", "0", "every style weight is 0"),
 ])
 def test_cli_refuses_bad_numbers_before_anything_runs(tmp_path, pair, capsys, flag, value, needle):
