@@ -46,7 +46,12 @@ def old_values(node: dict) -> dict:
 
 
 def is_old_optimize(node: dict) -> bool:
-    return node.get("type") == "NeuralStyleOptimize" and any(i.get("name") == "optimizer" for i in node.get("inputs", []))
+    """An Optimize node of 0.2: it has an optimizer widget, or (older frontends list only the sockets
+    among the inputs) its widget values start with init, a word, where 0.3's start with size."""
+    if node.get("type") != "NeuralStyleOptimize":
+        return False
+    values = node.get("widgets_values") or [None]
+    return any(i.get("name") == "optimizer" for i in node.get("inputs", [])) or isinstance(values[0], str)
 
 
 class Graph:

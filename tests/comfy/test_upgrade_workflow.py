@@ -65,6 +65,26 @@ def test_upgrade_keeps_widgets_driven_by_other_nodes_driven():
     assert driven == {("NeuralStyleOptimize", "seed"), ("NeuralStyleOptimizeSettings", "tile_size")}
 
 
+def test_upgrade_knows_a_0_2_optimize_saved_without_its_widgets_among_the_inputs():
+    """Older frontends list only the sockets among a node's inputs: the node is still upgraded,
+    with its values and its links."""
+    w = json.loads(OLD.read_text())
+    (opt,) = [n for n in w["nodes"] if n["type"] == "NeuralStyleOptimize"]
+    opt["inputs"] = [i for i in opt["inputs"] if "widget" not in i]
+    links = {link[0]: link for link in w["links"]}
+    for slot, i in enumerate(opt["inputs"]):
+        if i["link"] is not None:
+            links[i["link"]][4] = slot
+    new = _tool().upgrade(w)
+    (upgraded,) = [n for n in new["nodes"] if n["type"] == "NeuralStyleOptimize"]
+    init, _, steps, size, _, seed, color = opt["widgets_values"][:7]
+    assert upgraded["widgets_values"] == [size, steps, 0.5, "gram", init, seed, color, False]
+    assert [n["type"] for n in new["nodes"]].count("NeuralStyleOptimizeSettings") == 1
+    nodes = {n["id"]: n for n in new["nodes"]}
+    assert not [p for link in new["links"] for p in _check_link(link, nodes)]
+    assert not _tool().is_old_optimize(upgraded)
+
+
 def test_upgrade_refuses_to_overwrite_its_input(tmp_path):
     copy = tmp_path / "w.json"
     copy.write_text(OLD.read_text())
