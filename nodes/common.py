@@ -60,11 +60,11 @@ def layers_problem(text: Optional[str], what: str):
 Declared = Tuple[type, str]     # (an nst_core dataclass, one of its field names)
 
 
-def declared_input(owner: type, name: str, default=None, optional: bool = False):
+def declared_input(owner: type, name: str, default=None):
     """The widget of one declared option (its public name, default, range or choices, tooltip)."""
     spec, k, key = spec_of(owner, name), kind(owner, name), key_of(owner, name)
     value = getattr(owner, name) if default is None else default   # dataclass defaults are class attributes
-    common = dict(default=value, tooltip=spec.describe(k), optional=optional)
+    common = dict(default=value, tooltip=spec.describe(k))
     if k is bool:
         return io.Boolean.Input(key, **common)
     if spec.choices:
@@ -79,8 +79,8 @@ def declared_input(owner: type, name: str, default=None, optional: bool = False)
     return io.Float.Input(key, min=low, max=spec.high, step=step, **finer, **common)
 
 
-def declared_inputs(names: Iterable[Declared], optional: bool = False) -> List:
-    return [declared_input(owner, name, optional=optional) for owner, name in names]
+def declared_inputs(names: Iterable[Declared]) -> List:
+    return [declared_input(owner, name) for owner, name in names]
 
 
 def declared_values(owner: type, inputs: Dict[str, object]) -> Dict[str, object]:

@@ -109,8 +109,9 @@ class TextureCanvas(io.ComfyNode):
             category=CATEGORY,
             **search_aliases("NeuralStyleTextureCanvas"),
             description="No photo: Optimize paints a new image of the painting's texture at this size "
-                        "(texture synthesis, Gatys et al. 2015), starting from noise. Turn Optimize's "
-                        "seamless on for a texture that tiles. Connect it where Encode Content goes.",
+                        "(texture synthesis, Gatys et al. 2015), starting from noise. Set Optimize's size to 0 "
+                        "to keep this size (another size becomes the long side). Turn Optimize's seamless on "
+                        "for a texture that tiles. Connect it where Encode Content goes.",
             inputs=[
                 io.Int.Input("width", default=512, min=MIN_SIZE, max=MAX_SIZE, step=16,
                              tooltip=f"Width of the texture in px ({MIN_SIZE} to {MAX_SIZE}; seamless rounds "

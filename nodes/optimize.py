@@ -166,7 +166,7 @@ def _run(vgg, content: ContentTarget, styles, weights: LossWeights, opts: Option
         raise NeuralStyleError(f"Neural Style Optimize: {e}") from None
     finally:
         vgg.to("cpu")
-        if device.type != "cpu":   # its bf16/fp16 copy stays on the GPU otherwise
+        if device.type != "cpu":   # its runtime copy (bf16/fp16 or channels_last) stays on the GPU otherwise
             drop_runtime_copy(vgg)
         c = s = result = None  # noqa: F841 - drop device tensors before emptying the cache
         mm.soft_empty_cache()

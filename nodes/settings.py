@@ -10,7 +10,7 @@ from typing import Dict
 
 from comfy_api.latest import io
 
-from ..nst_core import LossWeights, Options, VideoOptions, check_fields
+from ..nst_core import LossWeights, Options, VideoOptions, check_fields, option
 from .common import (CATEGORY, Loss, NeuralStyleError, Settings, Video, declared_inputs, declared_problem,
                      declared_values)
 from .search import search_aliases
@@ -25,7 +25,8 @@ PREVIEW_INTERVAL = 10
 class RunSettings:
     """What Optimize Settings gives Optimize: option values, and how often a preview is sent."""
     options: Dict[str, object] = field(default_factory=dict)    # Options field -> value
-    preview_interval: int = PREVIEW_INTERVAL
+    preview_interval: int = option(PREVIEW_INTERVAL, "Send a preview image every N iterations (0: progress only, "
+                                                     "no previews).", low=0, high=10000)
 
 
 def checked(make, what: str):
@@ -71,22 +72,21 @@ class OptimizeSettings(io.ComfyNode):
             **search_aliases("NeuralStyleOptimizeSettings"),
             description="How Optimize runs: the optimiser, the first scale, the arithmetic, tiles for large "
                         "outputs, how often it shows a preview. Optional: the defaults suit most runs.",
-            inputs=declared_inputs(RUN_INPUTS) + [
-                io.Int.Input("preview_interval", default=PREVIEW_INTERVAL, min=0, max=10000,
-                             tooltip="Send a preview image every N iterations (0: progress only, no previews)."),
-            ],
+            inputs=declared_inputs(RUN_INPUTS + [(RunSettings, "preview_interval")]),
             outputs=[Settings.Output(display_name="settings")],
         )
 
     @classmethod
     def validate_inputs(cls, **inputs):
-        return declared_problem([Options], inputs)
+        # **inputs turns ComfyUI's own min/max check off for every input, preview_interval too.
+        return declared_problem([Options, RunSettings], inputs)
 
     @classmethod
-    def execute(cls, preview_interval=PREVIEW_INTERVAL, **inputs):
+    def execute(cls, **inputs):
         values = declared_values(Options, inputs)
         checked(lambda: Options(**values), "Optimize Settings")
-        return io.NodeOutput(RunSettings(values, int(preview_interval)))
+        return io.NodeOutput(checked(lambda: RunSettings(values, **declared_values(RunSettings, inputs)),
+                                     "Optimize Settings"))
 
 
 class VideoSettings(io.ComfyNode):

@@ -83,7 +83,7 @@ def crop(image: torch.Tensor, block: Block) -> torch.Tensor:
     h, w = image.shape[-2:]
     if 0 <= y0 and y1 <= h and 0 <= x0 and x1 <= w:
         return image[..., y0:y1, x0:x1]
-    flat = image.reshape(-1, h * w).index_select(1, _wrapped_index(block, (h, w)))
+    flat = image.reshape(-1, h * w).index_select(1, _wrapped_index(block, (h, w), image.device))
     return flat.view(*image.shape[:-2], y1 - y0, x1 - x0)
 
 
@@ -94,14 +94,16 @@ def add_crop(total: torch.Tensor, block: Block, part: torch.Tensor) -> None:
     if 0 <= y0 and y1 <= h and 0 <= x0 and x1 <= w:
         total[..., y0:y1, x0:x1] += part
         return
-    total.view(-1, h * w).index_add_(1, _wrapped_index(block, (h, w)), part.reshape(-1, part.shape[-2] * part.shape[-1]))
+    total.view(-1, h * w).index_add_(1, _wrapped_index(block, (h, w), total.device),
+                                     part.reshape(-1, part.shape[-2] * part.shape[-1]))
 
 
-def _wrapped_index(block: Block, hw: Tuple[int, int]) -> torch.Tensor:
-    """Flat indices (row-major) of the crop's pixels in an ``hw`` image, modulo its size."""
+def _wrapped_index(block: Block, hw: Tuple[int, int], device) -> torch.Tensor:
+    """Flat indices (row-major) of the crop's pixels in an ``hw`` image, modulo its size, on the
+    image's device (index_select and index_add_ refuse an index on another device)."""
     y0, y1, x0, x1 = block.crop
-    rows = torch.arange(y0, y1) % hw[0]
-    cols = torch.arange(x0, x1) % hw[1]
+    rows = torch.arange(y0, y1, device=device) % hw[0]
+    cols = torch.arange(x0, x1, device=device) % hw[1]
     return (rows.view(-1, 1) * hw[1] + cols.view(1, -1)).flatten()
 
 

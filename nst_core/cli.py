@@ -9,7 +9,6 @@ import argparse
 import dataclasses
 import logging
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -18,6 +17,7 @@ import torch
 from . import checks, photoreal
 from . import options as st
 from .image import ImageError, check_output_path, load_image, load_mask, save_image
+from .progress_bar import ProgressBar
 from .spec import kind, spec_of, specs
 from .schedule import plan_scales
 from .transfer import stylize
@@ -198,48 +198,6 @@ def pick_device(name: str) -> torch.device:
     return dev
 
 
-class ProgressBar:
-    """A bar redrawn in place on a terminal; piped or redirected (a log, CI), one plain line per
-    scale, per tenth of the run or per 10 s, whichever comes first, instead of thousands of ``\\r``s."""
-
-    def __init__(self, stream=sys.stderr):
-        self.stream, self.t0, self.last = stream, time.time(), 0.0
-        self.tty = bool(getattr(stream, "isatty", lambda: False)())
-        self.size, self.frame, self.tenth = None, 0, 0
-
-    def _due(self, info: st.StepInfo, now: float) -> bool:
-        if info.iteration == info.total:
-            return True
-        if self.tty:
-            return now - self.last >= 0.2
-        tenth = 10 * info.iteration // max(info.total, 1)
-        new_scale = info.size != self.size or info.frame != self.frame
-        due = new_scale or tenth > self.tenth or now - self.last >= 10.0
-        self.size, self.frame, self.tenth = info.size, info.frame, max(self.tenth, tenth)
-        return due
-
-    def __call__(self, info: st.StepInfo) -> None:
-        now = time.time()
-        if not self._due(info, now):
-            return
-        self.last = now
-        frac = info.iteration / max(info.total, 1)
-        l = info.losses
-        rate = (now - self.t0) / info.iteration
-        eta = rate * (info.total - info.iteration)
-        frame = f" frame {info.frame + 1}/{info.n_frames}" if info.n_frames > 1 else ""
-        text = (f"{info.iteration}/{info.total} {info.size[1]}×{info.size[0]}{frame} "
-                f"loss {l['total']:.3g} (content {l['content']:.3g}, style {l['style']:.3g}) "
-                f"{rate:.2f}s/it ETA {eta:.0f}s")
-        if self.tty:
-            self.stream.write(f"\r[{'#' * int(30 * frac):<30}] {text} ")
-            if info.iteration == info.total:
-                self.stream.write("\n")
-        else:
-            self.stream.write(text + "\n")
-        self.stream.flush()
-
-
 def run_stylize(args) -> int:
     # Everything that can be checked without the model is checked before it loads (and before any
     # optimisation): a run that cannot succeed never starts, and nothing is written.
@@ -290,10 +248,8 @@ def _settings(args):
     if len(blend) != len(args.styles):
         raise ValueError(f"--style-blend-weights has {len(blend)} values for {len(args.styles)} style images")
     targets = [st.StyleTarget(None, layers=style_layers, weight=b, scale=args.style_scale) for b in blend]
-    checks.check_options(opts)
-    checks.check_style_numbers(targets)
-    checks.check_loss_weights(weights)
-    checks.check_fields(smoothing)
+    checks.check_numbers(targets, weights, opts)
+    checks.check_fields(smoothing, " of the final smoothing")   # the CLI has no --radius
     checks.check_fields(clip_io)
     if content.texture:
         checks.check_texture(content, opts)
@@ -350,7 +306,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if argv and argv[0] == "convert":
         p = _Parser(prog="python -m nst_core convert",
-                                    description="Convert VGG weights (any supported format) to .safetensors.")
+                    description="Convert VGG weights (any supported format) to .safetensors.")
         p.add_argument("src", help="weights file, or 'default' for the built-in VGG19")
         p.add_argument("dst", help="output .safetensors file")
         p.add_argument("--convention", choices=sorted(CONVENTIONS), default=None)
@@ -362,7 +318,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                print(f"wrote {a.dst}", file=sys.stderr), 0)[-1])
     if argv and argv[0] == "download":
         p = _Parser(prog="python -m nst_core download",
-                                    description="Download torchvision's VGG checkpoint (needs internet).")
+                    description="Download torchvision's VGG checkpoint (needs internet).")
         p.add_argument("dir", help="folder to put it in, e.g. ComfyUI/models/vgg")
         p.add_argument("--arch", choices=("vgg19", "vgg16"), default="vgg19")
         a = _parse(p, argv[1:])

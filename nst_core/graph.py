@@ -17,9 +17,8 @@ from typing import Callable, Optional
 
 import torch
 
-from .options import Options, StylizeError
+from .options import SWITCH, Options, StylizeError
 
-MODES = ("auto", "on", "off")
 WARMUP = 3   # eager steps first: L-BFGS takes its first step and stores a pair, lazy buffers get made
 
 log = logging.getLogger(__name__)
@@ -34,8 +33,8 @@ def tell_once(reason: str) -> None:
 
 def why_eager(opts: Options, device: torch.device, tiled: bool) -> Optional[str]:
     """Why a scale cannot run as a CUDA graph, or None where it can."""
-    if opts.cuda_graph not in MODES:
-        raise StylizeError(f"cuda_graph is {opts.cuda_graph!r}; use one of {', '.join(MODES)}")
+    if opts.cuda_graph not in SWITCH:   # stylize checks it; this guards direct callers of loop.optimise
+        raise StylizeError(f"cuda_graph is {opts.cuda_graph!r}; use one of {', '.join(SWITCH)}")
     if opts.cuda_graph == "off":
         return "off"
     if device.type != "cuda":

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 
 HERE = Path(__file__).resolve().parent
+ASSETS = HERE.parent / "assets" / "samples"
 if str(HERE.parent) not in sys.path:   # the repo, for nst_core (last: its nodes/ must not shadow ComfyUI's nodes.py)
     sys.path.append(str(HERE.parent))
 
@@ -54,3 +56,12 @@ def content128():
 @pytest.fixture(scope="session")
 def style128():
     return sample_image("starry_night.jpg", 128)
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory):
+    """A small photo and painting (64×48, 48×40) from the bundled samples, as files."""
+    d = tmp_path_factory.mktemp("pair")
+    Image.open(ASSETS / "tubingen.jpg").convert("RGB").resize((64, 48)).save(d / "photo.png")
+    Image.open(ASSETS / "starry_night.jpg").convert("RGB").resize((48, 40)).save(d / "painting.png")
+    return d / "photo.png", d / "painting.png"

@@ -26,15 +26,6 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "samples"
 # ---------------------------------------------------------------------------------------------
 # Helpers
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """A small photo and painting (64×48, 48×40) from the bundled samples."""
-    d = tmp_path_factory.mktemp("pair")
-    Image.open(ASSETS / "tubingen.jpg").convert("RGB").resize((64, 48)).save(d / "photo.png")
-    Image.open(ASSETS / "starry_night.jpg").convert("RGB").resize((48, 40)).save(d / "painting.png")
-    return d / "photo.png", d / "painting.png"
-
-
 def run_cli(capsys, *args):
     """``nst_core.cli.main`` in this process: (exit status, stderr)."""
     code = cli.main([str(a) for a in args])
@@ -88,7 +79,7 @@ def tiny_run(pair, out):
     ("--frame-steps", "-1", "frame steps is -1"),
     ("--temporal-weight", "-1", "temporal weight is -1"),
     ("--fps", "-5", "fps is -5"),
-    ("--smooth-radius", "-1", "radius is -1"),
+    ("--smooth-radius", "-1", "radius of the final smoothing is -1"),
     ("--style-blend-weights", "0", "every style weight is 0"),
 ])
 def test_cli_refuses_bad_numbers_before_anything_runs(tmp_path, pair, capsys, flag, value, needle):

@@ -16,14 +16,6 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets" / "samples"
 CLIP = ASSETS / "bunny.mp4"
 
 
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    d = tmp_path_factory.mktemp("pair")
-    Image.open(ASSETS / "tubingen.jpg").convert("RGB").resize((64, 48)).save(d / "photo.png")
-    Image.open(ASSETS / "starry_night.jpg").convert("RGB").resize((48, 40)).save(d / "painting.png")
-    return d / "photo.png", d / "painting.png"
-
-
 def refused(capsys, *args) -> str:
     """Run the CLI; it must exit 2 with one error line (no traceback). A weights file that does not
     exist is given: a message about anything else proves the check came before the model loaded."""

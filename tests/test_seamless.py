@@ -71,6 +71,15 @@ def test_wrapped_crops_read_and_add_back_across_the_edges():
     assert float(total.sum()) == 30 and float(total.max()) == 1   # every crop pixel once, wrapped
 
 
+def test_wrapped_crops_index_on_the_images_device():
+    """A wrapped crop of an image that is not on the CPU (a seamless tiled run on a GPU): the meta
+    device refuses a CPU index as CUDA does."""
+    img = torch.zeros(1, 1, 6, 8, device="meta")
+    b = blocks.Block((-2, 4, 6, 11), (0, 2, 8, 9))
+    assert blocks.crop(img, b).shape == (1, 1, 6, 5)
+    blocks.add_crop(img, b, torch.ones(1, 1, 6, 5, device="meta"))
+
+
 def test_sizes_periodic_resampling_and_the_seam_measure():
     assert seamless.periodic_size((300, 517)) == (304, 512)
     t = torch.arange(48) / 48 * 2 * math.pi

@@ -62,6 +62,6 @@ def test_a_cpu_run_larger_than_memory_is_refused_with_a_tile_size_that_fits(vgg,
 
 
 def test_tile_size_too_small_refused(vgg, content96, style96):
-    with pytest.raises(nst_core.StylizeError, match="tile size is 32; use 0 \(no tiles\) or a value from 64"):
+    with pytest.raises(nst_core.StylizeError, match=r"tile size is 32; use 0 \(no tiles\) or a value from 64"):
         nst_core.stylize(vgg, nst_core.ContentTarget(content96), [nst_core.StyleTarget(style96)],
                          opts=nst_core.Options(size=96, steps=1, tile_size=32))

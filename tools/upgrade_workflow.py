@@ -8,7 +8,8 @@ Optimize 0.2 had 17 widgets; 0.3 shows size, steps, style_strength, style_loss, 
 and seamless, and takes the rest from the optional Optimize Settings and Video Settings nodes. Each old
 Optimize node keeps its values: the face widgets move to their new places, and a settings node is
 added and wired in where an old value differs from the default (a Video Settings node wherever the
-old node was used for video: temporal off, or another flow, long-term, passes or frame steps).
+old node was used for video: temporal off, or another flow, long-term, passes or frame steps) or
+where another node drives a moved widget; links into widgets move with them.
 The input file is never changed.
 """
 from __future__ import annotations
@@ -45,7 +46,12 @@ def old_values(node: dict) -> dict:
 
 
 def is_old_optimize(node: dict) -> bool:
-    return node.get("type") == "NeuralStyleOptimize" and any(i.get("name") == "optimizer" for i in node.get("inputs", []))
+    """An Optimize node of 0.2: it has an optimizer widget, or (older frontends list only the sockets
+    among the inputs) its widget values start with init, a word, where 0.3's start with size."""
+    if node.get("type") != "NeuralStyleOptimize":
+        return False
+    values = node.get("widgets_values") or [None]
+    return any(i.get("name") == "optimizer" for i in node.get("inputs", [])) or isinstance(values[0], str)
 
 
 class Graph:
@@ -54,24 +60,30 @@ class Graph:
     def __init__(self, workflow: dict):
         self.w = workflow
         self.links = {link[0]: link for link in workflow["links"]}
-        self.made = {}     # (type, widget values) -> the settings node made for them, shared
+        self.made = {}     # (type, widget values, links) -> the settings node made for them, shared
 
-    def settings_node(self, kind: str, pos, values: dict, output: tuple) -> dict:
-        """A settings node with these values: the one made already for an earlier Optimize, or a new one."""
-        key = (kind, json.dumps(values))
+    def settings_node(self, kind: str, pos, values: dict, output: tuple, linked: dict) -> dict:
+        """A settings node with these values: the one made already for an earlier Optimize, or a new
+        one; ``linked`` (widget name -> link id) are the widgets another node drives, which go with
+        them (a link has one target, so such a node is never shared)."""
+        key = (kind, json.dumps(values), json.dumps(linked))
         if key not in self.made:
-            self.made[key] = self.new_node(kind, pos, values, output)
+            self.made[key] = self.new_node(kind, pos, values, output, linked)
         return self.made[key]
 
-    def new_node(self, kind: str, pos, values: dict, output: tuple) -> dict:
+    def new_node(self, kind: str, pos, values: dict, output: tuple, linked: dict) -> dict:
         """A node whose inputs are these widgets (by name, in order), as the frontend saves one."""
         self.w["last_node_id"] = max(self.w.get("last_node_id", 0), max(n["id"] for n in self.w["nodes"])) + 1
         node = {"id": self.w["last_node_id"], "type": kind, "pos": pos, "size": [300, 40 + 26 * len(values)],
                 "flags": {}, "order": 0, "mode": 0,
-                "inputs": [{"name": n, "type": TYPES[n], "link": None, "widget": {"name": n}} for n in values],
+                "inputs": [{"name": n, "type": TYPES[n], "link": linked.get(n), "widget": {"name": n}}
+                           for n in values],
                 "outputs": [{"name": output[0], "type": output[1], "links": []}],
                 "properties": {"cnr_id": "comfyui-neural-style", "ver": VERSION, "Node name for S&R": kind},
                 "widgets_values": list(values.values())}
+        for slot, name in enumerate(values):
+            if name in linked:
+                self.links[linked[name]][3:5] = [node["id"], slot]
         self.w["nodes"].append(node)
         return node
 
@@ -88,22 +100,20 @@ def upgrade_optimize(graph: Graph, node: dict) -> None:
     values = old_values(node)
     old_links = {i["name"]: i.get("link") for i in node["inputs"]}
     inputs = [{"name": n, "type": t, "link": old_links.get(n)} for n, t in LINKED]
-    inputs += [{"name": n, "type": TYPES[n], "link": None, "widget": {"name": n}} for n in FACE]
+    inputs += [{"name": n, "type": TYPES[n], "link": old_links.get(n), "widget": {"name": n}} for n in FACE]
     inputs += [{"name": n, "type": t, "link": old_links.get(n), "shape": 7} for n, t in OPTIONAL]
     node["inputs"], node["widgets_values"] = inputs, [values[n] for n in FACE]
     for slot, i in enumerate(inputs):      # links keep their ids; their target slot moves
         if i["link"] is not None:
             graph.links[i["link"]][4] = slot
     x, y = node["pos"][0], node["pos"][1] + node.get("size", [0, 400])[1] + 40
-    if any(values[k] != v for k, v in RUN.items()):
-        settings = graph.settings_node("NeuralStyleOptimizeSettings", [x, y], {k: values[k] for k in RUN},
-                                       ("settings", "NST_SETTINGS"))
-        graph.connect(settings, node, len(LINKED) + len(FACE) + 1)
-        y += settings["size"][1] + 40
-    if any(values[k] != v for k, v in VIDEO.items()):
-        video = graph.settings_node("NeuralStyleVideoSettings", [x, y], {k: values[k] for k in VIDEO},
-                                    ("video", "NST_VIDEO"))
-        graph.connect(video, node, len(LINKED) + len(FACE) + 2)
+    for moved, kind, output, slot in ((RUN, "NeuralStyleOptimizeSettings", ("settings", "NST_SETTINGS"), 1),
+                                      (VIDEO, "NeuralStyleVideoSettings", ("video", "NST_VIDEO"), 2)):
+        linked = {k: old_links[k] for k in moved if old_links.get(k) is not None}
+        if linked or any(values[k] != v for k, v in moved.items()):
+            settings = graph.settings_node(kind, [x, y], {k: values[k] for k in moved}, output, linked)
+            graph.connect(settings, node, len(LINKED) + len(FACE) + slot)
+            y += settings["size"][1] + 40
 
 
 def upgrade(workflow: dict) -> dict:

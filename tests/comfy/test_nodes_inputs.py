@@ -30,6 +30,7 @@ def _with_loss(**weights):
     (basic_prompt(style_strength=NAN), "6", "style strength is nan"),
     (basic_prompt(tile_size=10), "11", "tile size is 10"),
     (basic_prompt(lr=0.0), "11", "lr is 0"),
+    (basic_prompt(preview_interval=-1), "11", "preview interval is -1"),
     (basic_prompt(passes=0), "12", "passes is 0"),
     (basic_prompt(long_term=-1), "12", "long term is -1"),
     (basic_prompt(frame_steps=-3), "12", "frame steps is -3"),

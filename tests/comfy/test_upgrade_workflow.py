@@ -43,6 +43,48 @@ def test_upgraded_0_2_workflow_keeps_every_value_and_validates(nst_pack, object_
     assert v.valid, v.node_errors
 
 
+def test_upgrade_keeps_widgets_driven_by_other_nodes_driven():
+    """A Primitive on seed (a face widget) and one on tile_size (moved): both links survive, into
+    seed's new slot and into the Optimize Settings node's tile_size."""
+    w = json.loads(OLD.read_text())
+    (opt,) = [n for n in w["nodes"] if n["type"] == "NeuralStyleOptimize"]
+    names = [i["name"] for i in opt["inputs"]]
+    for k, name in enumerate(("seed", "tile_size")):
+        nid, lid = w["last_node_id"] + 1, w["last_link_id"] + 1
+        w["nodes"].append({"id": nid, "type": "PrimitiveNode", "pos": [0, 0], "inputs": [], "properties": {},
+                           "outputs": [{"name": "INT", "type": "INT", "links": [lid], "widget": {"name": name}}],
+                           "widgets_values": [7 + k, "fixed"]})
+        opt["inputs"][names.index(name)]["link"] = lid
+        w["links"].append([lid, nid, 0, opt["id"], names.index(name), "INT"])
+        w["last_node_id"], w["last_link_id"] = nid, lid
+    new = _tool().upgrade(w)
+    nodes = {n["id"]: n for n in new["nodes"]}
+    assert not [p for link in new["links"] for p in _check_link(link, nodes)]
+    driven = {(nodes[t]["type"], nodes[t]["inputs"][slot]["name"])
+              for _, src, _, t, slot, _ in new["links"] if nodes[src]["type"] == "PrimitiveNode"}
+    assert driven == {("NeuralStyleOptimize", "seed"), ("NeuralStyleOptimizeSettings", "tile_size")}
+
+
+def test_upgrade_knows_a_0_2_optimize_saved_without_its_widgets_among_the_inputs():
+    """Older frontends list only the sockets among a node's inputs: the node is still upgraded,
+    with its values and its links."""
+    w = json.loads(OLD.read_text())
+    (opt,) = [n for n in w["nodes"] if n["type"] == "NeuralStyleOptimize"]
+    opt["inputs"] = [i for i in opt["inputs"] if "widget" not in i]
+    links = {link[0]: link for link in w["links"]}
+    for slot, i in enumerate(opt["inputs"]):
+        if i["link"] is not None:
+            links[i["link"]][4] = slot
+    new = _tool().upgrade(w)
+    (upgraded,) = [n for n in new["nodes"] if n["type"] == "NeuralStyleOptimize"]
+    init, _, steps, size, _, seed, color = opt["widgets_values"][:7]
+    assert upgraded["widgets_values"] == [size, steps, 0.5, "gram", init, seed, color, False]
+    assert [n["type"] for n in new["nodes"]].count("NeuralStyleOptimizeSettings") == 1
+    nodes = {n["id"]: n for n in new["nodes"]}
+    assert not [p for link in new["links"] for p in _check_link(link, nodes)]
+    assert not _tool().is_old_optimize(upgraded)
+
+
 def test_upgrade_refuses_to_overwrite_its_input(tmp_path):
     copy = tmp_path / "w.json"
     copy.write_text(OLD.read_text())
