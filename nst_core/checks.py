@@ -169,11 +169,14 @@ def check_layer_weights(layers, what: str) -> None:
         raise StylizeError(f"every {what} layer weight is 0; give at least one layer a weight above 0")
 
 
-def check_texture(content: ContentTarget, opts: Options) -> None:
-    """A texture has no photo: nothing to keep the colours of, and one canvas (not frames)."""
+def check_texture(content: ContentTarget, opts: Options, weights: Optional[LossWeights] = None) -> None:
+    """A texture has no photo: nothing to keep the colours or the edges of, and one canvas (not frames)."""
     if opts.color != "none":
         raise StylizeError(f"colour mode {opts.color!r} keeps a photo's colours, and a texture has no photo; "
                            "use colour none (the painting's colours)")
+    if weights is not None and weights.photoreal > 0:   # its Laplacian of a blank canvas would flatten the texture
+        raise StylizeError("the photorealism term keeps a photo's edges, and a texture has no photo; set the "
+                           "photoreal weight to 0 (and leave out --photorealistic)")
     if content.image.shape[0] != 1:
         raise StylizeError("a texture canvas is one image; give one width and height")
 
@@ -203,7 +206,7 @@ def validate(model, content: ContentTarget, styles: Sequence[StyleTarget], opts:
     if content.init_image is not None:
         check_image(content.init_image, "init image")
     if content.texture:
-        check_texture(content, opts)
+        check_texture(content, opts, weights)
     else:
         check_layer_weights(content.layers, "content")
         check_layers(model.arch, content.layers)

@@ -252,7 +252,7 @@ def _settings(args):
     checks.check_fields(smoothing, " of the final smoothing")   # the CLI has no --radius
     checks.check_fields(clip_io)
     if content.texture:
-        checks.check_texture(content, opts)
+        checks.check_texture(content, opts, weights)
     return opts, weights, content, targets, smoothing, clip_io
 
 

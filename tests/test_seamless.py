@@ -136,6 +136,7 @@ def test_cli_makes_a_seamless_texture_of_the_asked_size(tmp_path, capsys):
     (["photo.png"], "at least one style image"),
     (["--texture", "p.png", "--size", "16x64"], "use 32 to"),
     (["--texture", "p.png", "--color", "luminance"], "a texture has no photo"),
+    (["--texture", "p.png", "--photoreal-weight", "100"], "a texture has no photo"),
 ])
 def test_cli_texture_mistakes_get_one_line(tmp_path, capsys, args, needle):
     Image.new("RGB", (64, 48), (90, 120, 200)).save(tmp_path / "p.png")
