@@ -53,45 +53,6 @@ def sum_sq(t: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
                for i in range(0, m.shape[1], step))
 
 
-class _TV(torch.autograd.Function):
-    """``mean(dx²) + mean(dy²)`` with a hand-written backward that keeps nothing but the image (an
-    input, so no extra memory) and recomputes one difference at a time into one gradient buffer
-    (autograd's slice backwards would allocate a zero image per slice and add them up)."""
-
-    @staticmethod
-    def forward(ctx, image):
-        acc = torch.float64 if image.dtype == torch.float64 else torch.float32
-        ctx.save_for_backward(image)
-        total = image.new_zeros((), dtype=acc)
-        for d in _tv_diffs(image):
-            total = total + torch.linalg.vector_norm(d, dtype=acc).pow(2) / max(d.numel(), 1)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad):
-        (image,) = ctx.saved_tensors
-        g = torch.zeros_like(image, memory_format=torch.contiguous_format)
-        for axis, d in enumerate(_tv_diffs(image)):
-            d.mul_((grad * (2.0 / max(d.numel(), 1))).to(d.dtype))
-            hi, lo = ((..., slice(None), slice(1, None)), (..., slice(None), slice(None, -1))) if axis == 0 else \
-                ((..., slice(1, None), slice(None)), (..., slice(None, -1), slice(None)))
-            g[hi] += d
-            g[lo] -= d
-            del d
-        return g
-
-
-def _tv_diffs(image: torch.Tensor):
-    """The horizontal, then the vertical neighbour differences, each made when asked for."""
-    yield image[..., :, 1:] - image[..., :, :-1]
-    yield image[..., 1:, :] - image[..., :-1, :]
-
-
-def tv_loss(image: torch.Tensor) -> torch.Tensor:
-    """Mean squared difference between horizontally and vertically neighbouring pixels."""
-    return _TV.apply(image)
-
-
 class _TVClosedForm(torch.autograd.Function):
     """``w·(mean dx² + mean dy²)`` = xᵀAx with A = w·(DxᵀDx/Nx + DyᵀDy/Ny), a discrete Laplacian:
     ``h = Ax`` is one depthwise 3×3 convolution of the edge-replicated image (wrapped around for a
@@ -126,8 +87,8 @@ def _laplacian_kernel(c: int, ax: float, ay: float, dtype, device) -> torch.Tens
 
 
 def tv_closed_form(image: torch.Tensor, weight: float = 1.0, periodic: bool = False) -> torch.Tensor:
-    """``weight · tv_loss(image)`` in closed form (the same value up to float rounding, fewer
-    operations; the optimisation loop's TV term); where ``periodic``, the last row and column also
+    """``weight · (mean dx² + mean dy²)`` over neighbouring pixels, in closed form (the optimisation
+    loop's TV term); where ``periodic``, the last row and column also
     neighbour the first, and the means run over every pixel. ``image`` is ``[B, C, H, W]``."""
     return _TVClosedForm.apply(image, float(weight), bool(periodic))
 
