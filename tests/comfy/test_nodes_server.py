@@ -22,7 +22,9 @@ def test_object_info_lists_our_nodes(comfy_client):
     ours = {name: d for name, d in info.items() if d.get("python_module") == f"custom_nodes.{PACK}"}
     assert set(ours) == {"NeuralStyleLoadVGG", "NeuralStyleSampleImage", "NeuralStyleEncodeContent",
                          "NeuralStyleEncodeStyle", "NeuralStyleLossSettings", "NeuralStyleOptimize",
-                         "NeuralStyleColorMatch", "NeuralStylePhotorealLoss", "NeuralStylePhotoSmooth"}
+                         "NeuralStyleColorMatch", "NeuralStylePhotorealLoss", "NeuralStylePhotoSmooth",
+                         "NeuralStyleOptimizeSettings", "NeuralStyleVideoSettings", "NeuralStyleTextureCanvas",
+                         "NeuralStyleSampleVideo"}
     assert {d["category"] for d in ours.values()} == {"image/style transfer"}
     r = comfy_client.get("/object_info/NeuralStyleOptimize")
     assert r.status == 200 and r.body["NeuralStyleOptimize"]["output_name"] == ["image", "loss_plot"]
@@ -100,7 +102,7 @@ def test_invalid_inputs_are_reported_and_the_server_keeps_running(comfy_client, 
     r = comfy_client.queue_prompt(_prompt(size=16))   # refused by Optimize's validate_inputs
     assert r.status == 400
     details = json.dumps(r.body["node_errors"]["6"])
-    assert "too small" in details and "at least 32" in details
+    assert "size is 16" in details and "from 32 to 16384" in details
 
     p = _prompt()
     p["5"]["inputs"]["weight"] = 0.0      # valid on its own; the run finds no style to transfer
