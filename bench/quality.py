@@ -9,8 +9,9 @@ faces in it that its photo does not have (``faces.py``, MTCNN; skipped with a no
 is not installed), and writes RESULTS.md, results.json and one labelled contact sheet per pair (JPEG,
 new faces boxed in red).
 
-    python bench/quality.py                                   # all pairs and configs at 512 px
-    python bench/quality.py --size 128 --extra "--steps 20 --start-size 0" --out /tmp/q   # smoke run
+    python bench/quality.py                                   # all pairs and configs at 512 px, into a temp folder
+    python bench/quality.py --out bench/results/quality       # the same, updating the committed results
+    python bench/quality.py --size 128 --extra "--steps 20 --start-size 0"   # smoke run
     python bench/quality.py --reuse                           # rescore, running only what is missing
     python bench/quality.py --pairs people --configs default,strength_0.75   # the paintings of people
 
@@ -32,14 +33,14 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, git_commit, log, machine, md_table  # noqa: E402
+from common import ROOT, git_commit, log, machine, md_table, scratch  # noqa: E402
 import quality_metrics as qm  # noqa: E402
 from faces import MIN_PROB as FACE_PROB  # noqa: E402
 
 IMAGES = Path("/work/shared/images")
 REFERENCE = Path("/work/shared/reference/neural-style")
 REFERENCE_NOTE = "neural-style (Lua/Torch, Caffe VGG19, CW 5, SW 100, TV 1e-3, 1000 L-BFGS it. from noise, 512 px)"
-DEFAULT_OUT = ROOT / "bench" / "results" / "quality"
+DEFAULT_OUT = scratch("quality")   # --out bench/results/quality updates the committed results
 
 # name: (photo, painting), as /work/shared/reference/README.md lists them
 PAIRS: Dict[str, Tuple[str, str]] = {

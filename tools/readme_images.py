@@ -2,20 +2,21 @@
 what the benchmark scored): photo | painting | result at the defaults, one row per pair, and one
 photo at three style strengths.
 
-    python bench/quality.py --configs default
-    python bench/quality.py --out bench/results/quality/strength --configs default,strength_0.25,strength_0.75
-    python tools/readme_images.py            # writes assets/readme/results.jpg and strength.jpg
+    python bench/quality.py --configs default,strength_0.25,strength_0.75 --out /tmp/q
+    python tools/readme_images.py /tmp/q     # writes assets/readme/results.jpg and strength.jpg
+
+The benchmark's PNGs are not committed (the contact sheets in bench/results/quality are), so the
+folder is that of a fresh run.
 """
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGES = ROOT.parent / "shared" / "images"
-RESULTS = ROOT / "bench" / "results" / "quality" / "images"
-STRENGTH_RESULTS = ROOT / "bench" / "results" / "quality" / "strength" / "images"
 OUT = ROOT / "assets" / "readme"
 PAIRS = [("tubingen_starry", "tubingen.jpg", "starry_night.jpg"),
          ("golden_gate_scream", "golden_gate.jpg", "the_scream.jpg"),
@@ -48,10 +49,13 @@ def sheet(rows, labels) -> Image.Image:
 
 
 def main() -> None:
-    rows = [[IMAGES / photo, IMAGES / painting, RESULTS / f"{pair}__default.png"] for pair, photo, painting in PAIRS]
+    p = argparse.ArgumentParser(description="the README's result pictures from a quality benchmark run")
+    p.add_argument("results", type=Path, help="the --out folder of bench/quality.py (its images/ holds the PNGs)")
+    results = p.parse_args().results / "images"
+    rows = [[IMAGES / photo, IMAGES / painting, results / f"{pair}__default.png"] for pair, photo, painting in PAIRS]
     labels = [["photo", "painting", "result at the defaults (512 px)"] for _ in PAIRS]
     sheet(rows, labels).save(OUT / "results.jpg", quality=86)
-    row = [STRENGTH_RESULTS / f"{STRENGTH_PAIR}__{config}.png" for config, _ in STRENGTHS]
+    row = [results / f"{STRENGTH_PAIR}__{config}.png" for config, _ in STRENGTHS]
     sheet([row], [[label for _, label in STRENGTHS]]).save(OUT / "strength.jpg", quality=86)
 
 
