@@ -82,7 +82,8 @@ def _laplacian(image: torch.Tensor, weight: float, periodic: bool = False) -> to
 @functools.lru_cache(maxsize=16)
 def _laplacian_kernel(c: int, ax: float, ay: float, dtype, device) -> torch.Tensor:
     """Made once per size and weight: a kernel made from host numbers is a copy to the device."""
-    k = torch.tensor([[0.0, -ay, 0.0], [-ax, 2 * (ax + ay), -ax], [0.0, -ay, 0.0]], dtype=torch.float32)
+    exact = torch.promote_types(dtype, torch.float32)   # float32 for reduced precision; float64 only if asked
+    k = torch.tensor([[0.0, -ay, 0.0], [-ax, 2 * (ax + ay), -ax], [0.0, -ay, 0.0]], dtype=exact)
     return k.to(dtype).expand(c, 1, 3, 3).contiguous().to(device)
 
 
