@@ -6,7 +6,7 @@ What makes the optimised image periodic (``Options.seamless``):
 - the TV term also compares the last row and column with the first (``losses.tv_closed_form``);
 - tiles take their context across the image's edges (``blocks``);
 - a content photo, which is not periodic, counts less towards the edges (``edge_taper``), so the
-  painting fills the seam.
+  painting fills the seam, and a start made from it is made periodic first (``wrap_blend``).
 The painting's statistics and the photo's features are computed as usual, with zero padding: they
 are not periodic, and their wrap-around would add features that neither has.
 """
@@ -50,6 +50,15 @@ def edge_taper(hw: Tuple[int, int], device=None) -> torch.Tensor:
     dy = torch.minimum(ys, hw[0] - 1 - ys).clamp(max=ramp) / ramp
     dx = torch.minimum(xs, hw[1] - 1 - xs).clamp(max=ramp) / ramp
     return dy.view(-1, 1) * dx.view(1, -1)
+
+
+def wrap_blend(image: torch.Tensor) -> torch.Tensor:
+    """``image`` (``[.., H, W]``) made periodic: towards each edge it fades into itself shifted by half
+    its size, whose pixels at the edges were neighbours in the image, so they continue across the wrap."""
+    hw = tuple(image.shape[-2:])
+    shifted = torch.roll(image, (hw[0] // 2, hw[1] // 2), dims=(-2, -1))
+    w = edge_taper(hw, image.device).to(image.dtype)
+    return image * w + shifted * (1 - w)
 
 
 def resize_periodic(image: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:

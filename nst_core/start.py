@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 
 from .image import resize
+from .seamless import wrap_blend
 
 
 def _noise(shape, seed: int, device) -> torch.Tensor:
@@ -12,7 +13,14 @@ def _noise(shape, seed: int, device) -> torch.Tensor:
 
 
 def initial_image(job, content: torch.Tensor, frame: int) -> torch.Tensor:
-    """The start for ``job``'s init (``job.Job``) at the size of ``content``, the photo at this scale."""
+    """The start for ``job``'s init (``job.Job``) at the size of ``content``, the photo at this scale;
+    seamless, a start from a picture is made periodic (a photo's edges do not meet)."""
+    start = _start(job, content, frame)
+    picture = job.opts.init == "image" or (job.opts.init == "content" and not job.content.texture)
+    return wrap_blend(start) if job.opts.seamless and picture else start
+
+
+def _start(job, content: torch.Tensor, frame: int) -> torch.Tensor:
     opts, device = job.opts, job.device
     hw = tuple(content.shape[-2:])
     if opts.init == "content" and not job.content.texture:

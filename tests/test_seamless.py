@@ -95,6 +95,22 @@ def test_sizes_periodic_resampling_and_the_seam_measure():
     assert seamless.tiled_2x2(noise).shape == (1, 3, 128, 128)
 
 
+def test_a_seamless_run_from_a_photo_starts_from_a_periodic_picture(vgg):
+    """The photo's edges do not meet; the start fades them into the photo shifted by half its size,
+    so the start wraps with no seam, and its middle is the photo."""
+    photo = sample_image("tubingen.jpg", 128)
+    style = [nst_core.StyleTarget(sample_image("starry_night.jpg", 64))]
+    job = transfer.prepare(vgg, nst_core.ContentTarget(photo), style, nst_core.LossWeights(),
+                           nst_core.Options(size=128, seamless=True))
+    start = transfer.initial_image(job, photo, 0)
+    assert seamless.seam_ratio(photo) > 4 and seamless.seam_ratio(start) < 2
+    h, w = photo.shape[-2:]
+    assert torch.equal(start[..., h // 2, w // 2], photo[..., h // 2, w // 2])
+    plain = transfer.prepare(vgg, nst_core.ContentTarget(photo), style, nst_core.LossWeights(),
+                             nst_core.Options(size=128))
+    assert torch.equal(transfer.initial_image(plain, photo, 0), photo)
+
+
 def test_circular_padding_is_restored(vgg):
     convs = [m for m in vgg.modules() if isinstance(m, torch.nn.Conv2d)]
     with seamless.circular_padding(vgg):
