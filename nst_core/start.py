@@ -13,18 +13,11 @@ def _noise(shape, seed: int, device) -> torch.Tensor:
 
 
 def initial_image(job, content: torch.Tensor, frame: int) -> torch.Tensor:
-    """The start for ``job``'s init (``job.Job``) at the size of ``content``, the photo at this scale;
-    seamless, a start from a picture is made periodic (a photo's edges do not meet)."""
-    start = _start(job, content, frame)
-    picture = job.opts.init == "image" or (job.opts.init == "content" and not job.content.texture)
-    return wrap_blend(start) if job.opts.seamless and picture else start
-
-
-def _start(job, content: torch.Tensor, frame: int) -> torch.Tensor:
+    """The start for ``job``'s init (``job.Job``) at the size of ``content``, the photo at this scale."""
     opts, device = job.opts, job.device
     hw = tuple(content.shape[-2:])
     if opts.init == "content" and not job.content.texture:
-        return content.clone()
+        return _periodic_if_seamless(job, content.clone())
     if opts.init in ("content", "noise"):   # a texture has no photo to start from
         return _noise((1, 3) + hw, opts.seed + frame, device)
     if opts.init == "style_mean":
@@ -33,4 +26,9 @@ def _start(job, content: torch.Tensor, frame: int) -> torch.Tensor:
         mean = mean / max(sum(max(st.weight, 0) for st in styles), 1e-8)
         return (mean.view(1, 3, 1, 1) + 0.1 * (_noise((1, 3) + hw, opts.seed + frame, device) - 0.5)).clamp(0, 1)
     init = job.content.init_image.to(device=device, dtype=torch.float32)
-    return resize(init[min(frame, init.shape[0] - 1):][:1], hw)
+    return _periodic_if_seamless(job, resize(init[min(frame, init.shape[0] - 1):][:1], hw))
+
+
+def _periodic_if_seamless(job, picture: torch.Tensor) -> torch.Tensor:
+    """A picture's edges do not meet: a seamless run starts from it made periodic."""
+    return wrap_blend(picture) if job.opts.seamless else picture
